@@ -1,0 +1,1 @@
+"""mrflax experiments: configs (ml_collections) and entry points; the only code that reads them."""
