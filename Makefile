@@ -6,6 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DATA_DIR ?= $(HOME)/tensorflow_datasets
+WORKDIR ?= workdir/demo
 # Parallel test workers: default to the machine's cores (the suite is written for 2).
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
@@ -30,7 +31,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m experiments.demo
+	$(PY) -m experiments.demo --workdir $(WORKDIR)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -40,8 +41,10 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# pytest exits 5 when it collects no tests: that is a failure here, with a message.
 test: lint
-	$(PY) -m pytest -n $(JOBS) -q $(PYTEST_ARGS)
+	@$(PY) -m pytest -n $(JOBS) -q $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit code 5)"; fi; exit $$rc
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all

@@ -1,0 +1,83 @@
+"""Shared benchmark helpers: compile time separated from run time, medians, machine facts."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+
+def machine() -> dict[str, Any]:
+  """What ran the benchmark: device, core count and library versions."""
+  import flax
+
+  dev = jax.devices()[0]
+  return {
+    "backend": jax.default_backend(),
+    "device": getattr(dev, "device_kind", str(dev)),
+    "cpu_count": os.cpu_count(),
+    "processor": platform.processor() or platform.machine(),
+    "jax": jax.__version__,
+    "flax": flax.__version__,
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+  }
+
+
+def time_calls(f: Callable[[], Any], *, repeats: int, warmup: int = 1) -> dict[str, float]:
+  """Median / min / max wall time of ``f()`` (blocking on its outputs)."""
+  for _ in range(warmup):
+    jax.block_until_ready(f())
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(f())
+    times.append(time.perf_counter() - t0)
+  return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+
+
+def interleaved_times(fns: dict[str, Callable[[], Any]], *, repeats: int) -> dict[str, list]:
+  """Times several callables in alternation (a, b, c, a, b, c, ...), one warm-up call each.
+
+  Alternating makes ratios between them robust to load that changes during the run (shared
+  machines): take the median of the per-round ratios.
+  """
+  for f in fns.values():
+    jax.block_until_ready(f())
+  times: dict[str, list] = {name: [] for name in fns}
+  for _ in range(repeats):
+    for name, f in fns.items():
+      t0 = time.perf_counter()
+      jax.block_until_ready(f())
+      times[name].append(time.perf_counter() - t0)
+  return times
+
+
+def median_ratio(num: list[float], den: list[float]) -> float:
+  """Median of the per-round ratios ``num[i] / den[i]``."""
+  return statistics.median(a / b for a, b in zip(num, den, strict=True))
+
+
+def bench_jit(fn: Callable, *args, repeats: int = 10) -> dict[str, Any]:
+  """Ahead-of-time compiles ``fn`` for ``args`` (timed on its own), then times the calls."""
+  t0 = time.perf_counter()
+  compiled = jax.jit(fn).lower(*args).compile()
+  compile_s = time.perf_counter() - t0
+  out = time_calls(lambda: compiled(*args), repeats=repeats)
+  out["compile_s"] = compile_s
+  cost = compiled.cost_analysis()
+  if isinstance(cost, list):  # older JAX returned one dict per device
+    cost = cost[0] if cost else {}
+  out["flops"] = (cost or {}).get("flops")
+  out["bytes_accessed"] = (cost or {}).get("bytes accessed")
+  return out
+
+
+def emit(result: dict[str, Any]) -> None:
+  """Prints the result as one JSON object on the last line of output."""
+  print(json.dumps(result, sort_keys=True), flush=True)

@@ -1,0 +1,63 @@
+"""`make bench`: runs every benchmark and records its JSON line in benchmarks/results/.
+
+Each benchmark is a module ``benchmarks.<name>`` whose last line of output is one JSON object.
+This runner executes them one after the other (never in parallel: they time the machine), stores
+``benchmarks/results/<name>.json``, and prints a summary. The tables in ``benchmarks/README.md``
+are written from those files by hand or by the benchmark's own section generator.
+
+Run: ``python -m benchmarks.run_all [name ...]``.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+BENCHMARKS = {
+  # name: extra command-line arguments
+  "wavelets": [],
+  "ghm_bp": [],
+  "hvae_step": [],
+}
+
+HERE = pathlib.Path(__file__).parent
+
+
+def main(names: list[str]) -> int:
+  names = names or [n for n in BENCHMARKS if (HERE / f"{n}.py").exists()]
+  out_dir = HERE / "results"
+  out_dir.mkdir(exist_ok=True)
+  failed = []
+  for name in names:
+    if name not in BENCHMARKS:
+      print(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
+      return 2
+    cmd = [sys.executable, "-m", f"benchmarks.{name}", *BENCHMARKS[name]]
+    print(f"== {' '.join(cmd)}", flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    lines = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()]
+    if proc.returncode or not lines:
+      failed.append(name)
+      continue
+    try:
+      result = json.loads(lines[-1])
+    except json.JSONDecodeError:
+      print(f"{name}: last line is not JSON", file=sys.stderr)
+      failed.append(name)
+      continue
+    result["wall_s"] = time.perf_counter() - t0
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    print(f"== {name}: ok in {result['wall_s']:.1f} s -> benchmarks/results/{name}.json")
+  if failed:
+    print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
+  return 1 if failed else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))
