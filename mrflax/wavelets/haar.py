@@ -105,7 +105,7 @@ def haar_step(
   # The defining formula, band by band: one fused loop per output, each reading x once.
   scale = _scale(d)
   bands = [
-      _signed_sum(children, [_sign(eta, o) for o in _offsets(d)]) * scale for eta in _offsets(d)
+    _signed_sum(children, [_sign(eta, o) for o in _offsets(d)]) * scale for eta in _offsets(d)
   ]
   # Scale before stacking: XLA:CPU fuses "elementwise, then concatenate" well but runs
   # "concatenate, then elementwise" about 2x slower (benchmarks/wavelets.py).
