@@ -1,0 +1,1 @@
+"""Training loops (the only impure code besides experiments): optax + Flax NNX drivers."""
