@@ -146,18 +146,18 @@ class Trainer:
     _, params, rest = nnx.split(model, nnx.Param, ...)
     if jnp.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
       key = jax.random.key_data(key)
-    zero = jnp.zeros((), jnp.int32)
+    zero = lambda: jnp.zeros((), jnp.int32)  # distinct buffers: the step donates its input
     return TrainState(
-      step=zero,
+      step=zero(),
       params=params,
       rest=rest,
       opt_state=self.tx.init(params),
       ema=jax.tree.map(jnp.copy, params),
-      key=jnp.asarray(key, jnp.uint32),
-      skipped=zero,
-      consecutive_skips=zero,
+      key=jnp.array(key, jnp.uint32),
+      skipped=zero(),
+      consecutive_skips=zero(),
       norm_ema=jnp.zeros((), jnp.float32),
-      accepted=zero,
+      accepted=zero(),
     )
 
   def model(self, state: TrainState, *, ema: bool = False) -> nnx.Module:

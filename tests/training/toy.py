@@ -40,3 +40,25 @@ def make(cfg=CFG, seed=0):
   model = Toy(rngs=nnx.Rngs(seed))
   trainer = Trainer(model, toy_loss, cfg)
   return trainer, trainer.init_state(model, jax.random.key(seed))
+
+
+def toy_source(n=64, seed=0):
+  """An in-memory dataset of (x, y) examples for the toy regression."""
+  rng = np.random.default_rng(seed)
+  xs = rng.standard_normal((n, 4, 4, 2)).astype(np.float32)
+  return [{"x": x, "y": np.float32(x.mean())} for x in xs]
+
+
+def toy_iter(batch_size=8, seed=0):
+  """A checkpointable Grain iterator over :func:`toy_source`."""
+  from mrflax import data
+
+  ds = data.train_dataset(
+    toy_source(),
+    global_batch=batch_size,
+    seed=seed,
+    preprocess=lambda ex: ex,
+    process_index=0,
+    process_count=1,
+  )
+  return iter(ds)

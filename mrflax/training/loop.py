@@ -1,0 +1,245 @@
+"""``fit``: the one impure driver (mesh, restore, compile, loop, log, checkpoint).
+
+Resumes automatically from ``<workdir>/checkpoints``: a run killed at any point and started again
+with the same arguments continues from its last checkpoint, bit for bit (the train state, the
+data-iterator position and the RNG key are all in the checkpoint). SIGTERM (pre-emption) saves a
+checkpoint and stops cleanly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from mrflax.training import sharding
+from mrflax.training.checkpoint import Checkpointer
+from mrflax.training.metrics import MetricWriter, Progress, to_python
+from mrflax.training.steps import LossFn, StepConfig, Trainer, TrainState
+
+
+class TrainingDivergedError(RuntimeError):
+  """Too many consecutive updates were skipped: the run is not learning any more."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+  """How long and how often (typed; built from a config at the experiment boundary).
+
+  Attributes:
+    steps: total iterations.
+    batch_size: global batch size.
+    steps_per_call: iterations per compiled call (``lax.scan``); divides the other intervals.
+    log_every: iterations between metric records and progress updates.
+    checkpoint_every: iterations between checkpoints (one is always written at the end).
+    keep_checkpoints: number of recent checkpoints kept.
+    max_consecutive_skips: abort with :class:`TrainingDivergedError` after this many skipped
+      updates in a row.
+    seed: seeds the model initialisation and the per-step keys.
+    num_devices: devices of the data mesh (default: all).
+  """
+
+  steps: int
+  batch_size: int
+  steps_per_call: int = 1
+  log_every: int = 100
+  checkpoint_every: int = 1000
+  keep_checkpoints: int = 3
+  max_consecutive_skips: int = 50
+  seed: int = 0
+  num_devices: int | None = None
+
+  def __post_init__(self):
+    k = self.steps_per_call
+    for name in ("steps", "batch_size", "steps_per_call", "log_every", "checkpoint_every"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+    for name in ("steps", "log_every", "checkpoint_every"):
+      if getattr(self, name) % k:
+        raise ValueError(f"{name}={getattr(self, name)} must be a multiple of steps_per_call={k}")
+
+
+@dataclasses.dataclass
+class FitResult:
+  trainer: Trainer
+  state: TrainState
+  metrics: dict[str, float]
+  resumed_from: int | None
+  compile_s: float
+  preempted: bool
+
+
+def params_digest(tree: Any) -> str:
+  """SHA-256 of the bytes of every array leaf (in tree order): equal digests, equal weights."""
+  h = hashlib.sha256()
+  for x in jax.tree.leaves(tree):
+    h.update(np.ascontiguousarray(np.asarray(jax.device_get(x))).tobytes())
+  return h.hexdigest()
+
+
+def _stack(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+  return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+
+def fit(
+  *,
+  model_fn: Callable[[nnx.Rngs], nnx.Module],
+  loss_fn: LossFn,
+  step_config: StepConfig,
+  loop: LoopConfig,
+  train_iter: Iterator[dict[str, np.ndarray]],
+  workdir: str,
+  config: dict | None = None,
+  on_log: Callable[[int, dict[str, float]], None] | None = None,
+) -> FitResult:
+  """Trains ``model_fn(rngs)`` with ``loss_fn`` on ``train_iter``; resumes from ``workdir``.
+
+  Args:
+    model_fn: builds the model from ``nnx.Rngs`` (called once, with ``loop.seed``).
+    loss_fn: ``loss_fn(model, batch, key) -> (loss, metrics)``.
+    step_config: optimisation hyperparameters.
+    loop: :class:`LoopConfig`.
+    train_iter: an iterator of per-process batches; if it has ``get_state``/``set_state``
+      (Grain), its position is checkpointed and restored.
+    workdir: run directory (``checkpoints/``, ``metrics.jsonl``).
+    config: JSON-able run configuration stored in every checkpoint.
+    on_log: optional callback with every logged record.
+
+  Returns:
+    :class:`FitResult` with the final state (on the mesh) and the last logged metrics.
+
+  Raises:
+    TrainingDivergedError: ``loop.max_consecutive_skips`` updates in a row were skipped.
+  """
+  # ------------------------------------------------------------------------- mesh, state, restore
+  mesh = sharding.make_mesh(loop.num_devices)
+  sharding.check_batch_divisible(loop.batch_size, mesh)
+  rep = sharding.replicated(mesh)
+  model = model_fn(nnx.Rngs(loop.seed))
+  trainer = Trainer(model, loss_fn, step_config)
+  state = jax.device_put(trainer.init_state(model, jax.random.key(loop.seed)), rep)
+  del model
+  ckpt = Checkpointer(f"{workdir}/checkpoints", max_to_keep=loop.keep_checkpoints)
+  restored = ckpt.restore(state)
+  resumed_from = None
+  if restored is not None:
+    state, resumed_from = restored.state, restored.step
+    if restored.data_state and hasattr(train_iter, "set_state"):
+      train_iter.set_state(restored.data_state)
+    logging.info("resumed from step %d in %s", resumed_from, ckpt.directory)
+    print(f"[fit] resumed from checkpoint at step {resumed_from}", flush=True)
+    if restored.skipped_corrupt:
+      print(
+        f"[fit] WARNING: unreadable checkpoints skipped: {restored.skipped_corrupt}", flush=True
+      )
+
+  # -------------------------------------------------------------------------------------- compile
+  k = loop.steps_per_call
+  step_fn = jax.jit(
+    trainer.train_steps,
+    donate_argnums=0,
+    in_shardings=(rep, sharding.batch_sharding(mesh, leading=1)),
+    out_shardings=(rep, rep),
+  )
+
+  def next_batches():
+    return sharding.shard_batch(_stack([next(train_iter) for _ in range(k)]), mesh, leading=1)
+
+  start = int(state.step)
+  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+  last: dict[str, float] = {}
+  compile_s = 0.0
+  preempted = False
+  if start < loop.steps:
+    batches = next_batches()
+    t0 = time.perf_counter()
+    compiled = step_fn.lower(state, batches).compile()
+    compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
+    temp = getattr(mem, "temp_size_in_bytes", None)
+    print(
+      f"[fit] compiled {k} step(s) per call in {compile_s:.1f} s"
+      + (f", temp memory {temp / 2**20:.0f} MiB" if temp else ""),
+      flush=True,
+    )
+  else:
+    print(f"[fit] nothing to do: the checkpoint is already at step {start}", flush=True)
+
+  # ----------------------------------------------------------------------------------------- loop
+  stop = {"flag": False}
+
+  def on_sigterm(signum, frame):
+    del signum, frame
+    stop["flag"] = True
+
+  previous = signal.signal(signal.SIGTERM, on_sigterm) if _main_thread() else None
+  progress = Progress(loop.steps, start=start)
+  window: list[dict[str, np.ndarray]] = []
+  step = start
+  try:
+    while step < loop.steps:
+      state, metrics = compiled(state, batches)
+      step += k
+      window.append(metrics)
+      if step % loop.log_every == 0 or step == loop.steps:
+        fetched = jax.device_get(window)
+        window = []
+        stacked = {
+          key: np.concatenate([np.atleast_1d(m[key]) for m in fetched]) for key in fetched[0]
+        }
+        last = {key: float(np.mean(v)) for key, v in stacked.items()}
+        last["skipped"] = float(np.sum(stacked["skipped"]))
+        last["skipped_total"] = float(state.skipped)
+        writer.write(step, last)
+        progress.update(
+          step, {key: last[key] for key in ("loss", "grad_norm", "skipped_total") if key in last}
+        )
+        if on_log is not None:
+          on_log(step, last)
+        consecutive = int(state.consecutive_skips)
+        if consecutive >= loop.max_consecutive_skips:
+          raise TrainingDivergedError(
+            f"{consecutive} consecutive updates were skipped (limit "
+            f"max_consecutive_skips={loop.max_consecutive_skips}) at step {step}: last loss "
+            f"{last.get('loss')}, gradient norm {last.get('grad_norm')} against threshold "
+            f"{last.get('skip_threshold')}. Parameters stay at the last good update; lower the "
+            "learning rate, raise optim.skip_threshold, or check the data for NaNs."
+          )
+      if step % loop.checkpoint_every == 0 or step == loop.steps or stop["flag"]:
+        ckpt.save(step, state, data_state=_iter_state(train_iter), config=config)
+      if stop["flag"]:
+        preempted = True
+        print(f"[fit] SIGTERM: saved a checkpoint at step {step} and stopped", flush=True)
+        break
+      if step < loop.steps:
+        batches = next_batches()
+  finally:
+    ckpt.close()
+    if previous is not None:
+      signal.signal(signal.SIGTERM, previous)
+  return FitResult(
+    trainer=trainer,
+    state=state,
+    metrics=to_python(last),
+    resumed_from=resumed_from,
+    compile_s=compile_s,
+    preempted=preempted,
+  )
+
+
+def _iter_state(it) -> dict | None:
+  return it.get_state() if hasattr(it, "get_state") else None
+
+
+def _main_thread() -> bool:
+  import threading
+
+  return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,106 @@
+"""fit(): logging, checkpoints, exact resume (also after SIGKILL), divergence alarm, SIGTERM."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mrflax.training import loop
+from mrflax.training.steps import StepConfig
+from tests.training.toy import Toy, toy_iter, toy_loss
+
+STEP = StepConfig(lr=1e-2, warmup_steps=2, ema_decay=0.9)
+
+
+def run(workdir, steps, *, loss_fn=toy_loss, on_log=None, **kw):
+  cfg = dict(steps=steps, batch_size=8, steps_per_call=2, log_every=2, checkpoint_every=4, seed=3)
+  cfg.update(kw)
+  return loop.fit(
+    model_fn=lambda rngs: Toy(rngs=rngs),
+    loss_fn=loss_fn,
+    step_config=STEP,
+    loop=loop.LoopConfig(**cfg),
+    train_iter=toy_iter(seed=3),
+    workdir=str(workdir),
+    config={"toy": True},
+    on_log=on_log,
+  )
+
+
+def test_fit_logs_checkpoints_and_resumes_exactly(tmp_path, capsys):
+  full = run(tmp_path / "full", 12)
+  assert full.resumed_from is None and full.state.step == 12
+  lines = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+  records = [json.loads(line) for line in lines]
+  assert [r["step"] for r in records] == [2, 4, 6, 8, 10, 12]
+  assert records[-1]["loss"] < records[0]["loss"]
+  assert "steps/s ETA" in capsys.readouterr().out
+  part = run(tmp_path / "part", 8)
+  assert part.state.step == 8
+  resumed = run(tmp_path / "part", 12)
+  assert resumed.resumed_from == 8
+  assert loop.params_digest(resumed.state.params) == loop.params_digest(full.state.params)
+  assert loop.params_digest(resumed.state.ema) == loop.params_digest(full.state.ema)
+  again = run(tmp_path / "part", 12)  # already done: nothing to do, same weights
+  assert loop.params_digest(again.state.params) == loop.params_digest(full.state.params)
+
+
+@pytest.mark.slow
+def test_exact_resume_after_sigkill(tmp_path):
+  def script(*args):
+    return subprocess.run(
+      [sys.executable, "-m", "tests.training.fit_script", *map(str, args)],
+      capture_output=True,
+      text=True,
+      timeout=600,
+      check=False,
+    )
+
+  ref = script(tmp_path / "ref", 12)
+  assert ref.returncode == 0, ref.stderr[-3000:]
+  killed = script(tmp_path / "run", 12, 6)  # SIGKILL after step 6: last checkpoint at step 4
+  assert killed.returncode == -signal.SIGKILL
+  resumed = script(tmp_path / "run", 12)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert "resumed from checkpoint at step 4" in resumed.stdout
+  digest = [ln for ln in ref.stdout.splitlines() if ln.startswith("DIGEST")]
+  assert digest and digest == [ln for ln in resumed.stdout.splitlines() if ln.startswith("DIGEST")]
+
+
+def test_divergence_raises_a_clear_alarm(tmp_path):
+  def nan_loss(model, batch, key):
+    loss, metrics = toy_loss(model, batch, key)
+    return loss * jnp.nan, metrics
+
+  with pytest.raises(loop.TrainingDivergedError, match=r"4 consecutive updates were skipped"):
+    run(tmp_path, 12, loss_fn=nan_loss, max_consecutive_skips=4)
+
+
+def test_sigterm_saves_and_stops(tmp_path):
+  def on_log(step, metrics):
+    if step == 4:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  result = run(tmp_path, 12, on_log=on_log)
+  assert result.preempted and int(result.state.step) == 4
+  resumed = run(tmp_path, 12)
+  assert resumed.resumed_from == 4 and int(resumed.state.step) == 12
+
+
+def test_bad_loop_config():
+  with pytest.raises(ValueError, match="log_every=3 must be a multiple of steps_per_call=2"):
+    loop.LoopConfig(steps=4, batch_size=8, steps_per_call=2, log_every=3)
+  with pytest.raises(ValueError, match="not divisible by the 4 devices"):
+    run("/tmp/unused", 4, batch_size=6)
+
+
+def test_digest_is_sensitive():
+  a = {"w": np.zeros(3, np.float32)}
+  b = {"w": np.array([0, 0, 1e-30], np.float32)}
+  assert loop.params_digest(a) != loop.params_digest(b)
+  assert loop.params_digest(a) == loop.params_digest({"w": np.zeros(3, np.float32)})
