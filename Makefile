@@ -10,7 +10,7 @@ WORKDIR ?= workdir/demo
 # Parallel test workers: default to the machine's cores (the suite is written for 2).
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: demo test lint fmt install bench data clean help
+.PHONY: demo haar-demo test lint fmt install bench data clean help
 
 help:
 	@echo "make demo   - set up .venv if needed and run the demo (offline)"
@@ -30,8 +30,10 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-demo: $(STAMP)
-	$(PY) -m experiments.demo --workdir $(WORKDIR)
+demo: haar-demo
+
+haar-demo: $(STAMP)
+	$(PY) -m experiments.haar_demo --workdir $(WORKDIR)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,4 @@
-"""`make demo`: the Haar multi-resolution view of real images, offline.
+"""The Haar multi-resolution view of real images, offline (`make haar-demo`).
 
 Loads scikit-learn's bundled 8x8 digits (1,797 real images, no network), computes their 3-level
 orthonormal Haar decomposition with ``mrflax.wavelets``, and reports:
@@ -10,7 +10,7 @@ orthonormal Haar decomposition with ``mrflax.wavelets``, and reports:
 
 and writes ``<workdir>/haar_digits.png`` (rows: image, then its projections onto V_0 ... V_3).
 
-Run: ``python -m experiments.demo [--workdir DIR]`` (about 10 s on a 2-core CPU).
+Run: ``python -m experiments.haar_demo [--workdir DIR]`` (about 10 s on a 2-core CPU).
 """
 
 from __future__ import annotations

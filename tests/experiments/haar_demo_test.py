@@ -4,7 +4,7 @@ import sys
 
 from PIL import Image
 
-from experiments import demo
+from experiments import haar_demo as demo
 
 
 def test_demo_runs(tmp_path, monkeypatch, capsys):
