@@ -81,8 +81,15 @@ def params_digest(tree: Any) -> str:
   """SHA-256 of the bytes of every array leaf (in tree order): equal digests, equal weights."""
   h = hashlib.sha256()
   for x in jax.tree.leaves(tree):
-    h.update(np.ascontiguousarray(np.asarray(jax.device_get(x))).tobytes())
+    h.update(np.ascontiguousarray(host_array(x)).tobytes())
   return h.hexdigest()
+
+
+def host_array(x) -> np.ndarray:
+  """A numpy copy of a replicated (or host) array, on any process of a multi-process run."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    return np.asarray(x.addressable_data(0))
+  return np.asarray(jax.device_get(x))
 
 
 def _stack(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -153,7 +160,7 @@ def fit(
   def next_batches():
     return sharding.shard_batch(_stack([next(train_iter) for _ in range(k)]), mesh, leading=1)
 
-  start = int(state.step)
+  start = int(host_array(state.step))
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   last: dict[str, float] = {}
   compile_s = 0.0
@@ -181,6 +188,7 @@ def fit(
     stop["flag"] = True
 
   previous = signal.signal(signal.SIGTERM, on_sigterm) if _main_thread() else None
+  lead = jax.process_index() == 0
   progress = Progress(loop.steps, start=start)
   window: list[dict[str, np.ndarray]] = []
   step = start
@@ -190,21 +198,21 @@ def fit(
       step += k
       window.append(metrics)
       if step % loop.log_every == 0 or step == loop.steps:
-        fetched = jax.device_get(window)
+        fetched = jax.tree.map(host_array, window)
         window = []
         stacked = {
           key: np.concatenate([np.atleast_1d(m[key]) for m in fetched]) for key in fetched[0]
         }
         last = {key: float(np.mean(v)) for key, v in stacked.items()}
         last["skipped"] = float(np.sum(stacked["skipped"]))
-        last["skipped_total"] = float(state.skipped)
+        last["skipped_total"] = float(host_array(state.skipped))
         writer.write(step, last)
-        progress.update(
-          step, {key: last[key] for key in ("loss", "grad_norm", "skipped_total") if key in last}
-        )
+        if lead:
+          shown = ("loss", "grad_norm", "skipped_total")
+          progress.update(step, {key: last[key] for key in shown if key in last})
         if on_log is not None:
           on_log(step, last)
-        consecutive = int(state.consecutive_skips)
+        consecutive = int(host_array(state.consecutive_skips))
         if consecutive >= loop.max_consecutive_skips:
           raise TrainingDivergedError(
             f"{consecutive} consecutive updates were skipped (limit "

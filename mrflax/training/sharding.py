@@ -16,6 +16,40 @@ from jax.sharding import PartitionSpec as P
 DATA_AXIS = "data"
 
 
+def initialize_distributed(
+  *,
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+  local_device_count: int | None = None,
+  cpu_collectives: str = "gloo",
+) -> bool:
+  """Joins a multi-process run (``jax.distributed.initialize``) when one is described.
+
+  Arguments fall back to the environment variables ``MRFLAX_COORDINATOR`` (``host:port``),
+  ``MRFLAX_NUM_PROCESSES`` and ``MRFLAX_PROCESS_ID``; with none of them this is a no-op and
+  returns ``False`` (on TPU pods and SLURM, ``jax.distributed.initialize()`` finds its peers by
+  itself: call it directly there). On CPU the collectives go through ``cpu_collectives``
+  (``"gloo"``), which is how the multi-host path is tested on one machine over loopback.
+  Must run before any other JAX call.
+  """
+  import os
+
+  coordinator_address = coordinator_address or os.environ.get("MRFLAX_COORDINATOR")
+  if coordinator_address is None:
+    return False
+  num_processes = num_processes or int(os.environ["MRFLAX_NUM_PROCESSES"])
+  if process_id is None:
+    process_id = int(os.environ["MRFLAX_PROCESS_ID"])
+  if local_device_count is not None:
+    jax.config.update("jax_num_cpu_devices", local_device_count)
+  jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
+  jax.distributed.initialize(
+    coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+  )
+  return True
+
+
 def make_mesh(num_devices: int | None = None) -> Mesh:
   """A 1-D ``data`` mesh over the first ``num_devices`` devices (default: all of them).
 
