@@ -1,0 +1,219 @@
+"""Layers with PyTorch-matching initialisation, the VDVAE bottleneck Block, time embeddings.
+
+PyTorch's default convolution init is uniform on :math:`\\pm 1/\\sqrt{\\text{fan\\_in}}`, which is
+``variance_scaling(1/3, "fan_in", "uniform")``; VDVAE zeroes every bias.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jaxtyping import Array, Float
+
+from mrflax.wavelets import project
+
+torch_conv_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def gelu(x: Float[Array, "..."]) -> Float[Array, "..."]:
+  r"""Exact (erf) GELU, :math:`x\,\Phi(x)`, as PyTorch's ``F.gelu``.
+
+  Args:
+    x: input.
+
+  Returns:
+    ``gelu(x)``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> round(float(gelu(jnp.array(1.0))), 6)
+    0.841345
+  """
+  return jax.nn.gelu(x, approximate=False)
+
+
+def conv(
+  in_features: int,
+  out_features: int,
+  *,
+  kernel_size: int,
+  rngs: nnx.Rngs,
+  scale: float = 1.0,
+  zero: bool = False,
+  param_dtype=jnp.float32,
+) -> nnx.Conv:
+  """A 'SAME'-padded stride-1 conv with PyTorch's init, zero bias, weights times ``scale``.
+
+  Args:
+    in_features: input channels.
+    out_features: output channels.
+    kernel_size: 1 or 3.
+    rngs: parameter RNG.
+    scale: factor applied to the initial kernel (VDVAE's :math:`\\sqrt{1/N}` scalings).
+    zero: zero-initialise the kernel (VDVAE's ``zero_weights``).
+    param_dtype: parameter dtype.
+
+  Returns:
+    An ``nnx.Conv`` (kernel HWIO).
+
+  Examples:
+    >>> from flax import nnx
+    >>> c = conv(4, 8, kernel_size=3, rngs=nnx.Rngs(0))
+    >>> c.kernel.shape, float(abs(c.kernel[...]).max()) <= 1 / 6
+    ((3, 3, 4, 8), True)
+  """
+  if zero:
+    kernel_init = nnx.initializers.zeros_init()
+  elif scale != 1.0:
+
+    def kernel_init(key, shape, dtype=param_dtype):
+      return torch_conv_init(key, shape, dtype) * jnp.asarray(scale, dtype)
+
+  else:
+    kernel_init = torch_conv_init
+  c = nnx.Conv(
+    in_features,
+    out_features,
+    kernel_size=(kernel_size, kernel_size),
+    padding="SAME",
+    kernel_init=kernel_init,
+    bias_init=nnx.initializers.zeros_init(),
+    param_dtype=param_dtype,
+    rngs=rngs,
+  )
+  return c
+
+
+def sinusoidal_embedding(
+  t: Float[Array, "*b"], *, num_frequencies: int = 16, max_frequency: float = 8.0
+) -> Float[Array, "*b f"]:
+  r"""Sinusoidal time features :math:`[\sin(2\pi\omega_k t), \cos(2\pi\omega_k t)]_{k<K}`.
+
+  :math:`\omega_k` is geometric between 1 and :math:`\omega_{max}` (THEORY.md §5.3).
+
+  Args:
+    t: times (any shape).
+    num_frequencies: ``K``.
+    max_frequency: :math:`\omega_{max}` (default in the HVAE: ``N/2``).
+
+  Returns:
+    Features with a trailing axis of size ``2K``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> sinusoidal_embedding(jnp.array(0.0), num_frequencies=2).tolist()
+    [0.0, 0.0, 1.0, 1.0]
+  """
+  if num_frequencies < 1:
+    raise ValueError(f"num_frequencies must be >= 1, got {num_frequencies}")
+  omega = jnp.geomspace(1.0, max(max_frequency, 1.0), num_frequencies)
+  t = jnp.asarray(t)
+  omega = omega.astype(jnp.result_type(t, jnp.float32)).reshape((1,) * t.ndim + (-1,))
+  ang = 2 * math.pi * t[..., None] * omega
+  return jnp.concatenate([jnp.sin(ang), jnp.cos(ang)], axis=-1)
+
+
+class FiLM(nnx.Module):
+  r"""Zero-initialised FiLM: :math:`h \leftarrow h \odot (1 + W_s e) + W_b e`.
+
+  Both maps are linear with zero init, so at init FiLM is the identity.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> f = FiLM(in_features=4, features=3, rngs=nnx.Rngs(0))
+    >>> h = jnp.ones((1, 2, 2, 3))
+    >>> bool(jnp.all(f(h, jnp.ones((4,))) == h))
+    True
+  """
+
+  def __init__(self, *, in_features: int, features: int, rngs: nnx.Rngs, param_dtype=jnp.float32):
+    zeros = nnx.initializers.zeros_init()
+    self.scale = nnx.Linear(
+      in_features, features, kernel_init=zeros, param_dtype=param_dtype, rngs=rngs
+    )
+    self.shift = nnx.Linear(
+      in_features, features, kernel_init=zeros, param_dtype=param_dtype, rngs=rngs
+    )
+
+  def __call__(
+    self, h: Float[Array, "b h w c"], emb: Float[Array, " e"]
+  ) -> Float[Array, "b h w c"]:
+    lead = (1,) if emb.ndim == 1 else emb.shape[:1]
+    scale = self.scale(emb).reshape(*lead, 1, 1, -1)
+    return h * (1.0 + scale) + self.shift(emb).reshape(*lead, 1, 1, -1)
+
+
+class Block(nnx.Module):
+  """VDVAE's bottleneck block (VDVAE_REFERENCE.md §2).
+
+  ``h = c4(gelu(c3(gelu(c2(gelu(c1(gelu(x))))))))``, ``y = x + h`` if residual, then average
+  pooling by ``down_rate``. ``c2``/``c3`` are 3x3 if ``use_3x3`` else 1x1. With
+  ``film_features > 0`` a zero-initialised FiLM of the time embedding modulates the output of
+  ``c1`` (identity at init).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> b = Block(in_features=8, mid_features=2, out_features=8, residual=True, use_3x3=True,
+    ...           down_rate=2, rngs=nnx.Rngs(0))
+    >>> b(jnp.ones((1, 4, 4, 8))).shape
+    (1, 2, 2, 8)
+  """
+
+  def __init__(
+    self,
+    *,
+    in_features: int,
+    mid_features: int,
+    out_features: int,
+    residual: bool,
+    use_3x3: bool,
+    down_rate: int | None = None,
+    zero_last: bool = False,
+    last_scale: float = 1.0,
+    film_features: int = 0,
+    rngs: nnx.Rngs,
+    param_dtype=jnp.float32,
+  ):
+    if residual and in_features != out_features:
+      raise ValueError(f"residual block needs in == out, got {in_features} != {out_features}")
+    k = 3 if use_3x3 else 1
+    self.c1 = conv(in_features, mid_features, kernel_size=1, rngs=rngs, param_dtype=param_dtype)
+    self.c2 = conv(mid_features, mid_features, kernel_size=k, rngs=rngs, param_dtype=param_dtype)
+    self.c3 = conv(mid_features, mid_features, kernel_size=k, rngs=rngs, param_dtype=param_dtype)
+    self.c4 = conv(
+      mid_features,
+      out_features,
+      kernel_size=1,
+      rngs=rngs,
+      zero=zero_last,
+      scale=last_scale,
+      param_dtype=param_dtype,
+    )
+    self.film = (
+      FiLM(in_features=film_features, features=mid_features, rngs=rngs, param_dtype=param_dtype)
+      if film_features
+      else None
+    )
+    self.residual = residual
+    self.down_rate = down_rate
+
+  def __call__(
+    self, x: Float[Array, "b h w ci"], emb: Float[Array, " e"] | None = None
+  ) -> Float[Array, "b ho wo co"]:
+    h = self.c1(gelu(x))
+    if self.film is not None:
+      if emb is None:
+        raise ValueError("this block has a time embedding (FiLM); pass emb")
+      h = self.film(h, emb)
+    h = self.c2(gelu(h))
+    h = self.c3(gelu(h))
+    h = self.c4(gelu(h))
+    y = x + h if self.residual else h
+    if self.down_rate is not None:
+      y = project(y, levels=int(math.log2(self.down_rate)), ndim=2)
+    return y

@@ -1,0 +1,751 @@
+"""The VDVAE-exact hierarchical VAE in Flax NNX, with weight sharing over time steps.
+
+Specification: VDVAE_REFERENCE.md (§1-7) and THEORY.md §4-5. Modules: :class:`Encoder`
+(bottom-up, activations per resolution), :class:`DecBlock` (posterior, prior with zero-initialised
+last layer, latent projection, residual), :class:`Decoder` (learned start states, nearest-upsampling
+mixing, output head) and :class:`HVAE`. The model is described by a frozen :class:`HVAESpec`.
+
+Weight sharing (THEORY.md §5.3): with ``share=k`` consecutive groups of ``k`` applications at a
+resolution use one cell (``"full"``: one cell per resolution); initial scalings use the number of
+applications ``N_app``, not of distinct cells. Each resolution's applications run through
+:func:`mrflax.nn.scan.run_program` in the execution mode chosen per resolution.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jaxtyping import Array, Float, Key
+
+from mrflax import likelihoods as lk
+from mrflax.nn import blockstr
+from mrflax.nn.layers import Block, conv, sinusoidal_embedding
+from mrflax.nn.scan import check_mode, run_program
+from mrflax.wavelets import embed
+
+LIKELIHOODS = ("dmol", "bernoulli", "logistic")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class HVAESpec:
+  """Model specification of a (possibly weight-shared) VDVAE-style HVAE.
+
+  Attributes:
+    image_size: side length of the square images.
+    image_channels: channels of the images (3 for the DMoL).
+    width: width at the image resolution (stem, gain/bias, output head).
+    zdim: latent channels per pixel.
+    enc_blocks: encoder block string (``x`` and ``d`` tokens).
+    dec_blocks: decoder block string (``x`` and ``m`` tokens).
+    bottleneck_multiple: bottleneck width factor (mid = int(w * multiple)).
+    custom_width_str: ``"r:w,..."`` per-resolution widths.
+    no_bias_above: resolutions above this start from zeros instead of a learned state.
+    likelihood: ``"dmol"`` (RGB), ``"bernoulli"`` (binary) or ``"logistic"`` (grey levels).
+    num_mixtures: DMoL mixtures.
+    bits: bit depth of DMoL / logistic targets (8, or 5 = VDVAE's low-bit mode).
+    crop: pixels per side excluded from the likelihood (e.g. 2 for MNIST padded to 32).
+    share: sharing group size ``k`` (1 = unshared VDVAE) or ``"full"``.
+    time_embedding: feed sinusoidal time features via zero-initialised FiLM to every sub-network.
+    time_frequencies: number of frequencies ``K`` of the time embedding.
+    time_local: time within the resolution, ``(j + 1/2)/n_r``, instead of global ``(i + 1/2)/N``.
+    exec_mode: default execution mode, ``"unroll"``, ``"scan"`` or ``"remat"``.
+    exec_overrides: per-resolution modes, ``((res, mode), ...)``.
+    scan_unroll: ``lax.scan``'s ``unroll`` in scan modes.
+  """
+
+  image_size: int
+  image_channels: int = 3
+  width: int
+  zdim: int
+  enc_blocks: str
+  dec_blocks: str
+  bottleneck_multiple: float = 0.25
+  custom_width_str: str = ""
+  no_bias_above: int = 64
+  likelihood: str = "dmol"
+  num_mixtures: int = 10
+  bits: int = 8
+  crop: int = 0
+  share: int | str = 1
+  time_embedding: bool = False
+  time_frequencies: int = 16
+  time_local: bool = False
+  exec_mode: str = "unroll"
+  exec_overrides: tuple[tuple[int, str], ...] = ()
+  scan_unroll: int = 1
+
+  def __post_init__(self):
+    if self.image_size < 1 or self.image_size & (self.image_size - 1):
+      raise ValueError(f"image_size must be a power of two, got {self.image_size}")
+    for name in ("image_channels", "width", "zdim", "num_mixtures", "scan_unroll"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+    if self.likelihood not in LIKELIHOODS:
+      raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+    if self.likelihood == "dmol" and self.image_channels != 3:
+      raise ValueError(f"the DMoL likelihood needs 3 image channels, got {self.image_channels}")
+    if not 0 <= 2 * self.crop < self.image_size:
+      raise ValueError(f"crop={self.crop} does not fit image_size={self.image_size}")
+    check_mode(self.exec_mode)
+    for _, m in self.exec_overrides:
+      check_mode(m)
+    if not (self.share == "full" or (isinstance(self.share, int) and self.share >= 1)):
+      raise ValueError(f"share must be a positive int or 'full', got {self.share!r}")
+    if not 0 < self.bottleneck_multiple <= 4:
+      raise ValueError(f"bottleneck_multiple must be in (0, 4], got {self.bottleneck_multiple}")
+    enc = blockstr.parse_block_string(self.enc_blocks, kind="encoder", image_size=self.image_size)
+    dec = blockstr.parse_block_string(self.dec_blocks, kind="decoder", image_size=self.image_size)
+    widths = blockstr.parse_width_string(self.custom_width_str, width=self.width)
+    # encoder chain
+    cur = self.image_size
+    act_res = {cur}
+    for i, (res, down) in enumerate(enc):
+      if res != cur:
+        raise ValueError(
+          f"encoder block {i} is at resolution {res} but the state there has resolution {cur}"
+        )
+      if down is not None:
+        cur = res // down
+      act_res.add(cur)
+    # decoder
+    seen: set[int] = set()
+    for i, (res, mixin) in enumerate(dec):
+      if res not in act_res:
+        raise ValueError(
+          f"decoder block {i} at resolution {res} has no encoder activation there "
+          f"(encoder resolutions {sorted(act_res)})"
+        )
+      if mixin is not None and mixin not in seen:
+        raise ValueError(f"decoder block {i} mixes in resolution {mixin}, not produced before it")
+      seen.add(res)
+    if dec[-1][0] != self.image_size:
+      raise ValueError(
+        f"the last decoder block must be at the image resolution {self.image_size}, "
+        f"got {dec[-1][0]}"
+      )
+    if blockstr.width_at(widths, self.image_size, width=self.width) != self.width:
+      raise ValueError("custom_width_str must not change the width at the image resolution")
+    rs = sorted(act_res)
+    for a, b in itertools.pairwise(rs):
+      if self.width_at(a) < self.width_at(b):
+        raise ValueError(f"widths must not decrease towards low resolution: w({a}) < w({b})")
+    if self.share != 1:
+      done: set[int] = set()
+      for seg in self.dec_segments:
+        if seg[0] in done:
+          raise ValueError(
+            f"weight sharing needs each resolution's decoder blocks to be contiguous with an "
+            f"'m' block only first; resolution {seg[0]} appears in two segments"
+          )
+        done.add(seg[0])
+
+  # ---- derived structure ----------------------------------------------------------------------
+  @property
+  def enc_pairs(self) -> tuple[tuple[int, int | None], ...]:
+    """Encoder ``(res, down)`` pairs."""
+    return blockstr.parse_block_string(self.enc_blocks, kind="encoder")
+
+  @property
+  def dec_pairs(self) -> tuple[tuple[int, int | None], ...]:
+    """Decoder ``(res, mixin)`` pairs, one per application."""
+    return blockstr.parse_block_string(self.dec_blocks, kind="decoder")
+
+  def width_at(self, res: int) -> int:
+    """Width at a resolution (``custom_width_str`` or ``width``)."""
+    return blockstr.width_at(
+      blockstr.parse_width_string(self.custom_width_str, width=self.width), res, width=self.width
+    )
+
+  def mid_at(self, res: int) -> int:
+    """Bottleneck width ``int(w_res * bottleneck_multiple)``."""
+    return int(self.width_at(res) * self.bottleneck_multiple)
+
+  def mode_at(self, res: int) -> str:
+    """Execution mode at a resolution."""
+    return dict(self.exec_overrides).get(res, self.exec_mode)
+
+  @property
+  def n_applications(self) -> int:
+    """Number of top-down block applications ``N_app`` (= stochastic layers)."""
+    return len(self.dec_pairs)
+
+  @property
+  def dec_segments(self) -> tuple[tuple[int, int | None, int, int], ...]:
+    """Maximal runs ``(res, mixin, start, stop)`` of applications at one resolution, mixin first."""
+    segs = []
+    for i, (res, mixin) in enumerate(self.dec_pairs):
+      if segs and segs[-1][0] == res and mixin is None:
+        segs[-1][3] = i + 1
+      else:
+        segs.append([res, mixin, i, i + 1])
+    return tuple(tuple(s) for s in segs)
+
+  @property
+  def dec_program(self) -> tuple[int, ...]:
+    """Cell index of every application (``range(N)`` when unshared)."""
+    ids, base = [], 0
+    for _, _, start, stop in self.dec_segments:
+      n = stop - start
+      k = n if self.share == "full" else self.share
+      ids.extend(base + j // k for j in range(n))
+      base += -(-n // k)
+    return tuple(ids)
+
+  @property
+  def n_cells(self) -> int:
+    """Number of distinct decoder cells."""
+    return max(self.dec_program) + 1
+
+  @property
+  def bias_resolutions(self) -> tuple[int, ...]:
+    """Decoder resolutions with a learned start state, ascending."""
+    return tuple(sorted({r for r, _ in self.dec_pairs if r <= self.no_bias_above}))
+
+  @property
+  def out_channels(self) -> int:
+    """Channels of the likelihood head."""
+    if self.likelihood == "dmol":
+      return lk.num_dmol_channels(num_mixtures=self.num_mixtures)
+    if self.likelihood == "bernoulli":
+      return self.image_channels
+    return 2 * self.image_channels
+
+  @property
+  def data_dims(self) -> int:
+    """Data dimensions per image used for nats/dim (after the crop)."""
+    side = self.image_size - 2 * self.crop
+    return side * side * self.image_channels
+
+  def replace(self, **kw) -> HVAESpec:
+    """A copy with some fields replaced (validated again)."""
+    return dataclasses.replace(self, **kw)
+
+
+# ------------------------------------------------------------------------------------------------
+# Encoder
+# ------------------------------------------------------------------------------------------------
+
+
+def pad_channels(t: Float[Array, "b h w c"], width: int) -> Float[Array, "b h w w2"]:
+  """Zero-pads the channel axis up to ``width`` (existing channels first).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> pad_channels(jnp.ones((1, 1, 1, 2)), 3)[0, 0, 0].tolist()
+    [1.0, 1.0, 0.0]
+  """
+  c = t.shape[-1]
+  if c > width:
+    raise ValueError(f"cannot pad {c} channels down to {width}")
+  return t if c == width else jnp.pad(t, ((0, 0), (0, 0), (0, 0), (0, width - c)))
+
+
+class Encoder(nnx.Module):
+  """VDVAE's bottom-up encoder: a 3x3 stem, then the encoder blocks (VDVAE_REFERENCE.md §4).
+
+  ``acts[r]`` is the state after the last block whose output resolution is ``r``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from mrflax.nn import presets
+    >>> enc = Encoder(presets.get("tiny8"), rngs=nnx.Rngs(0))
+    >>> sorted((r, a.shape) for r, a in enc(jnp.zeros((2, 8, 8, 1))).items())
+    [(1, (2, 1, 1, 16)), (4, (2, 4, 4, 16)), (8, (2, 8, 8, 16))]
+  """
+
+  def __init__(self, spec: HVAESpec, *, rngs: nnx.Rngs):
+    self.spec = spec
+    pairs = spec.enc_pairs
+    scale = math.sqrt(1.0 / len(pairs))
+    self.in_conv = conv(spec.image_channels, spec.width, kernel_size=3, rngs=rngs)
+    self.enc_blocks = nnx.List(
+      [
+        Block(
+          in_features=spec.width_at(res),
+          mid_features=spec.mid_at(res),
+          out_features=spec.width_at(res),
+          residual=True,
+          use_3x3=res > 2,
+          down_rate=down,
+          last_scale=scale,
+          rngs=rngs,
+        )
+        for res, down in pairs
+      ]
+    )
+
+  def _segments(self):
+    segs = []
+    for i, (res, down) in enumerate(self.spec.enc_pairs):
+      if down is None and segs and segs[-1][0] == res and segs[-1][1] is None:
+        segs[-1][3] = i + 1
+      else:
+        segs.append([res, down, i, i + 1])
+    return segs
+
+  def __call__(self, x: Float[Array, "b h w c"]) -> dict[int, Float[Array, "b r r w"]]:
+    s = self.spec
+    if x.ndim != 4 or x.shape[1:] != (s.image_size, s.image_size, s.image_channels):
+      raise ValueError(
+        f"expected images [b, {s.image_size}, {s.image_size}, {s.image_channels}], got {x.shape}"
+      )
+    x = self.in_conv(x)
+    acts = {s.image_size: x}
+    for res, down, start, stop in self._segments():
+      x, _ = run_program(
+        self.enc_blocks,
+        list(range(start, stop)),
+        lambda blk, c, _: (blk(c), None),
+        x,
+        None,
+        mode=s.mode_at(res),
+        unroll=s.scan_unroll,
+      )
+      r = res if down is None else res // down
+      x = pad_channels(x, s.width_at(r))
+      acts[r] = x
+    return acts
+
+
+# ------------------------------------------------------------------------------------------------
+# Decoder
+# ------------------------------------------------------------------------------------------------
+
+
+class DecBlock(nnx.Module):
+  """One VDVAE top-down block: posterior ``enc``, ``prior``, ``z_proj``, ``resnet`` (§5).
+
+  Update in posterior mode (prior mode: no ``enc``, ``z = p_mean + t e^{p_logstd} eps``)::
+
+    q_mean, q_logstd = enc([x, acts]);  p_mean, p_logstd, h_prior = prior(x)
+    x = x + h_prior;  z = q_mean + exp(q_logstd) * eps;  x = x + z_proj(z);  x = resnet(x)
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> from flax import nnx
+    >>> blk = DecBlock(res=4, width=8, zdim=2, n_blocks=3, rngs=nnx.Rngs(0))
+    >>> x, z, kl = blk(jnp.zeros((1, 4, 4, 8)), jnp.ones((1, 4, 4, 8)), jax.random.key(0))
+    >>> x.shape, z.shape, kl.shape
+    ((1, 4, 4, 8), (1, 4, 4, 2), (1, 2))
+  """
+
+  def __init__(
+    self,
+    *,
+    res: int,
+    width: int,
+    zdim: int,
+    n_blocks: int,
+    bottleneck_multiple: float = 0.25,
+    film_features: int = 0,
+    rngs: nnx.Rngs,
+  ):
+    mid = int(width * bottleneck_multiple)
+    use_3x3 = res > 2
+    scale = math.sqrt(1.0 / n_blocks)
+    kw = dict(use_3x3=use_3x3, film_features=film_features, rngs=rngs)
+    self.zdim = zdim
+    self.width = width
+    self.enc = Block(
+      in_features=2 * width, mid_features=mid, out_features=2 * zdim, residual=False, **kw
+    )
+    self.prior = Block(
+      in_features=width,
+      mid_features=mid,
+      out_features=2 * zdim + width,
+      residual=False,
+      zero_last=True,
+      **kw,
+    )
+    self.z_proj = conv(zdim, width, kernel_size=1, scale=scale, rngs=rngs)
+    self.resnet = Block(
+      in_features=width, mid_features=mid, out_features=width, residual=True, last_scale=scale, **kw
+    )
+
+  def parts(
+    self,
+    x: Float[Array, "b r r w"],
+    acts: Float[Array, "b r r w"] | None = None,
+    emb: Float[Array, " e"] | None = None,
+  ) -> dict[str, Array]:
+    """The sub-network outputs at state ``x``: prior (and posterior if ``acts`` is given).
+
+    Returns:
+      dict with ``p_mean, p_logstd, h_prior`` and, if ``acts`` is given, ``q_mean, q_logstd``.
+    """
+    z = self.zdim
+    feats = self.prior(x, emb)
+    out = dict(p_mean=feats[..., :z], p_logstd=feats[..., z : 2 * z], h_prior=feats[..., 2 * z :])
+    if acts is not None:
+      q = self.enc(jnp.concatenate([x, acts], axis=-1), emb)
+      out.update(q_mean=q[..., :z], q_logstd=q[..., z:])
+    return out
+
+  def step_from_eps(
+    self,
+    x: Float[Array, "b r r w"],
+    acts: Float[Array, "b r r w"] | None,
+    eps: Float[Array, "b r r z"],
+    *,
+    temperature: float | Float[Array, ""] = 1.0,
+    z_given: Float[Array, "b r r z"] | None = None,
+    use_given: bool | Array = False,
+    emb: Float[Array, " e"] | None = None,
+  ) -> tuple[Float[Array, "b r r w"], Float[Array, "b r r z"], Float[Array, "b z"]]:
+    """The block update with given standard-normal noise ``eps``.
+
+    Posterior mode iff ``acts`` is not None. Returns ``(x_next, z, kl)`` with ``kl`` the KL summed
+    over pixels per latent channel (zeros in prior mode).
+    """
+    p = self.parts(x, acts, emb)
+    x = x + p["h_prior"]
+    if acts is not None:
+      z = jnp.exp(p["q_logstd"]) * eps + p["q_mean"]
+      kl = lk.gaussian_kl(p["q_mean"], p["q_logstd"], p["p_mean"], p["p_logstd"])
+      kl = jnp.sum(kl, axis=(1, 2))
+    else:
+      z = jnp.exp(p["p_logstd"] + jnp.log(temperature)) * eps + p["p_mean"]
+      kl = jnp.zeros((x.shape[0], self.zdim), x.dtype)
+    if z_given is not None:
+      z = jnp.where(use_given, z_given, z)
+    x = x + self.z_proj(z)
+    x = self.resnet(x, emb)
+    return x, z, kl
+
+  def __call__(
+    self,
+    x: Float[Array, "b r r w"],
+    acts: Float[Array, "b r r w"] | None,
+    key: Key[Array, ""],
+    *,
+    temperature: float | Float[Array, ""] = 1.0,
+    z_given: Float[Array, "b r r z"] | None = None,
+    use_given: bool | Array = False,
+    emb: Float[Array, " e"] | None = None,
+  ) -> tuple[Float[Array, "b r r w"], Float[Array, "b r r z"], Float[Array, "b z"]]:
+    eps = jax.random.normal(key, (*x.shape[:-1], self.zdim), x.dtype)
+    return self.step_from_eps(
+      x, acts, eps, temperature=temperature, z_given=z_given, use_given=use_given, emb=emb
+    )
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class DecoderOutput:
+  """Decoder results.
+
+  Attributes:
+    out: likelihood parameters ``[b, H, W, out_channels]``.
+    kl: per application, KL summed over pixels per latent channel, ``[b, zdim]`` (zeros in prior
+      mode).
+    latents: per application, the latents ``[b, r, r, zdim]``.
+  """
+
+  out: Array
+  kl: tuple[Array, ...]
+  latents: tuple[Array, ...]
+
+
+def _concrete(x) -> bool:
+  return not isinstance(x, jax.core.Tracer)
+
+
+def _temperatures(temperature, n: int) -> Array:
+  t = temperature
+  if isinstance(t, (list, tuple)) or (hasattr(t, "ndim") and t.ndim == 1):
+    if len(t) != n:
+      raise ValueError(f"a per-block temperature needs {n} values, got {len(t)}")
+  if _concrete(t):
+    arr = np.asarray(t, dtype=np.float64)
+    if arr.ndim > 1 or not np.all(arr > 0) or not np.all(np.isfinite(arr)):
+      raise ValueError(f"temperatures must be finite and > 0, got {temperature!r}")
+  return jnp.broadcast_to(jnp.asarray(t, jnp.float32), (n,))
+
+
+class Decoder(nnx.Module):
+  """VDVAE's top-down decoder with learned start states, mixing, gain/bias and output head.
+
+  Cells (``dec_blocks`` in the state dict) are the distinct :class:`DecBlock` s; application
+  ``i`` uses ``dec_blocks[spec.dec_program[i]]`` (``= i`` when unshared).
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from mrflax.nn import presets
+    >>> dec = Decoder(presets.get("tiny8"), rngs=nnx.Rngs(0))
+    >>> dec(None, jax.random.key(0), batch_size=2).out.shape  # logistic: mean, log-scale
+    (2, 8, 8, 2)
+  """
+
+  def __init__(self, spec: HVAESpec, *, rngs: nnx.Rngs):
+    self.spec = spec
+    n_app = spec.n_applications
+    film = 2 * spec.time_frequencies if spec.time_embedding else 0
+    cell_res: dict[int, int] = {}
+    for i, c in enumerate(spec.dec_program):
+      cell_res.setdefault(c, spec.dec_pairs[i][0])
+    self.dec_blocks = nnx.List(
+      [
+        DecBlock(
+          res=cell_res[c],
+          width=spec.width_at(cell_res[c]),
+          zdim=spec.zdim,
+          n_blocks=n_app,
+          bottleneck_multiple=spec.bottleneck_multiple,
+          film_features=film,
+          rngs=rngs,
+        )
+        for c in range(spec.n_cells)
+      ]
+    )
+    self.bias_xs = nnx.List(
+      [nnx.Param(jnp.zeros((1, r, r, spec.width_at(r)))) for r in spec.bias_resolutions]
+    )
+    self.gain = nnx.Param(jnp.ones((spec.width,)))
+    self.bias = nnx.Param(jnp.zeros((spec.width,)))
+    self.out_conv = conv(spec.width, spec.out_channels, kernel_size=1, rngs=rngs)
+
+  def _times(self) -> np.ndarray:
+    s = self.spec
+    n = s.n_applications
+    t = (np.arange(n) + 0.5) / n
+    if s.time_local:
+      for _, _, start, stop in s.dec_segments:
+        t[start:stop] = (np.arange(stop - start) + 0.5) / (stop - start)
+    return t
+
+  def __call__(
+    self,
+    acts: dict[int, Array] | None,
+    key: Key[Array, ""],
+    *,
+    batch_size: int | None = None,
+    temperature: Any = 1.0,
+    latents: Sequence[Array] | None = None,
+  ) -> DecoderOutput:
+    """Runs the top-down pass.
+
+    Args:
+      acts: encoder activations (posterior mode) or ``None`` (prior mode).
+      key: PRNG key (split into one key per application).
+      batch_size: batch size in prior mode without ``latents``.
+      temperature: prior temperature, scalar or one per application (prior mode).
+      latents: latents for the first ``k`` applications (the rest sampled).
+
+    Returns:
+      A :class:`DecoderOutput`.
+    """
+    s = self.spec
+    n = s.n_applications
+    pairs = s.dec_pairs
+    latents = tuple(latents) if latents is not None else ()
+    if len(latents) > n:
+      raise ValueError(f"got {len(latents)} latents for {n} decoder blocks")
+    if acts is not None:
+      b = acts[s.image_size].shape[0]
+    elif latents:
+      b = latents[0].shape[0]
+    elif batch_size is not None:
+      b = batch_size
+    else:
+      raise ValueError("prior mode needs batch_size or latents")
+    for i, z in enumerate(latents):
+      r = pairs[i][0]
+      if z.shape != (b, r, r, s.zdim):
+        raise ValueError(f"latent {i} must have shape {(b, r, r, s.zdim)}, got {z.shape}")
+    temps = _temperatures(temperature, n)
+    keys = jax.random.split(key, n)
+    emb_all = (
+      sinusoidal_embedding(
+        jnp.asarray(self._times(), jnp.float32),
+        num_frequencies=s.time_frequencies,
+        max_frequency=n / 2,
+      )
+      if s.time_embedding
+      else None
+    )
+    xs = {r: self.bias_xs[i][...] for i, r in enumerate(s.bias_resolutions)}
+    kls: list[Array] = []
+    zs: list[Array] = []
+    for res, mixin, start, stop in s.dec_segments:
+      w = s.width_at(res)
+      x = xs.get(res)
+      x = jnp.zeros((b, res, res, w)) if x is None else jnp.broadcast_to(x, (b, *x.shape[1:]))
+      if mixin is not None:
+        x = x + embed(xs[mixin][..., :w], levels=int(math.log2(res // mixin)), ndim=2)
+      a = None if acts is None else acts[res]
+      m = stop - start
+      given = [latents[i] if i < len(latents) else None for i in range(start, stop)]
+      use = jnp.asarray([g is not None for g in given])
+      zg = jnp.stack([g if g is not None else jnp.zeros((b, res, res, s.zdim)) for g in given])
+      inputs = dict(key=keys[start:stop], t=temps[start:stop], zg=zg, use=use)
+      if emb_all is not None:
+        inputs["emb"] = emb_all[start:stop]
+
+      def step(cell, carry, inp, a=a):
+        x, z, kl = cell(
+          carry,
+          a,
+          inp["key"],
+          temperature=inp["t"],
+          z_given=inp["zg"],
+          use_given=inp["use"],
+          emb=inp.get("emb"),
+        )
+        return x, (z, kl)
+
+      x, (z, kl) = run_program(
+        self.dec_blocks,
+        s.dec_program[start:stop],
+        step,
+        x,
+        inputs,
+        mode=s.mode_at(res),
+        unroll=s.scan_unroll,
+      )
+      xs[res] = x
+      zs.extend(z[j] for j in range(m))
+      kls.extend(kl[j] for j in range(m))
+    h = xs[s.image_size] * self.gain[...].reshape(1, 1, 1, -1) + self.bias[...].reshape(1, 1, 1, -1)
+    return DecoderOutput(out=self.out_conv(h), kl=tuple(kls), latents=tuple(zs))
+
+
+# ------------------------------------------------------------------------------------------------
+# HVAE
+# ------------------------------------------------------------------------------------------------
+
+
+class HVAE(nnx.Module):
+  """The hierarchical VAE: :class:`Encoder` + :class:`Decoder` + likelihood.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from mrflax.nn import presets
+    >>> model = HVAE(presets.get("tiny8"), rngs=nnx.Rngs(0))
+    >>> x = jnp.zeros((2, 8, 8, 1))
+    >>> loss, metrics = model.loss(x, x, jax.random.key(0))
+    >>> metrics["kl_per_block"].shape
+    (4,)
+  """
+
+  def __init__(self, spec: HVAESpec, *, rngs: nnx.Rngs):
+    self.spec = spec
+    self.encoder = Encoder(spec, rngs=rngs)
+    self.decoder = Decoder(spec, rngs=rngs)
+
+  def encode(self, x: Float[Array, "b h w c"]) -> dict[int, Array]:
+    """Encoder activations per resolution (``x`` is the normalised input)."""
+    return self.encoder(x)
+
+  def forward(self, x: Float[Array, "b h w c"], key: Key[Array, ""]) -> DecoderOutput:
+    """Posterior pass: encoder, then the decoder with posterior latents."""
+    return self.decoder(self.encoder(x), key)
+
+  def nll(self, out: Float[Array, "b h w k"], target: Float[Array, "b h w c"]) -> Array:
+    """Per-image distortion in nats/dim under the spec's likelihood (``[b]``)."""
+    s = self.spec
+    want = (out.shape[0], s.image_size, s.image_size, s.image_channels)
+    if target.shape != want:
+      raise ValueError(f"expected targets of shape {want}, got {target.shape}")
+    if s.likelihood == "dmol":
+      o = lk.central_crop(out, crop=s.crop)
+      t = lk.central_crop(target, crop=s.crop)
+      return lk.dmol_nll(o, t, num_mixtures=s.num_mixtures, bits=s.bits)
+    if s.likelihood == "bernoulli":
+      return lk.bernoulli_nll(out, target, crop=s.crop)
+    o = lk.central_crop(out, crop=s.crop)
+    return lk.discretized_logistic_nll(o, lk.central_crop(target, crop=s.crop), bits=s.bits)
+
+  def loss(
+    self, x: Float[Array, "b h w c"], target: Float[Array, "b h w c"], key: Key[Array, ""]
+  ) -> tuple[Float[Array, ""], dict[str, Array]]:
+    r"""Negative ELBO in nats per dimension, batch mean, with its terms.
+
+    .. math::
+      \mathcal L = \frac{1}{D}\Big[-\log p(x \mid z) + \sum_i \mathrm{KL}_i\Big],
+      \quad D = H W C \text{ (after the crop)}.
+
+    Returns:
+      ``(loss, metrics)`` with ``distortion`` and ``rate`` (batch means, nats/dim),
+      ``kl_per_block`` (``[N]``, nats/dim) and ``elbo_per_image`` (``[b]``, nats/dim).
+    """
+    dec = self.forward(x, key)
+    distortion = self.nll(dec.out, target)
+    kl_blocks = jnp.stack([jnp.sum(k, axis=-1) for k in dec.kl], axis=-1) / self.spec.data_dims
+    rate = jnp.sum(kl_blocks, axis=-1)
+    per_image = distortion + rate
+    metrics = dict(
+      distortion=jnp.mean(distortion),
+      rate=jnp.mean(rate),
+      kl_per_block=jnp.mean(kl_blocks, axis=0),
+      elbo_per_image=per_image,
+    )
+    return jnp.mean(per_image), metrics
+
+  def decode(
+    self,
+    key: Key[Array, ""],
+    *,
+    batch_size: int | None = None,
+    latents: Sequence[Array] | None = None,
+    temperature: Any = 1.0,
+  ) -> Float[Array, "b h w k"]:
+    """Prior pass: likelihood parameters, with the first ``len(latents)`` latents given."""
+    return self.decoder(
+      None, key, batch_size=batch_size, latents=latents, temperature=temperature
+    ).out
+
+  def sample_likelihood(self, key: Key[Array, ""], out: Float[Array, "b h w k"]) -> Array:
+    """Draws images from the likelihood head (``[-1, 1]`` for DMoL/logistic, {0,1} Bernoulli)."""
+    s = self.spec
+    if s.likelihood == "dmol":
+      return lk.dmol_sample(key, out, num_mixtures=s.num_mixtures)
+    if s.likelihood == "bernoulli":
+      return lk.bernoulli_sample(key, out)
+    return lk.discretized_logistic_sample(key, out, channels=s.image_channels)
+
+  def sample(
+    self,
+    key: Key[Array, ""],
+    *,
+    batch_size: int | None = None,
+    temperature: Any = 1.0,
+    latents: Sequence[Array] | None = None,
+  ) -> Float[Array, "b h w c"]:
+    """Unconditional samples at a temperature (scalar or one per block)."""
+    k1, k2 = jax.random.split(key)
+    out = self.decode(k1, batch_size=batch_size, latents=latents, temperature=temperature)
+    return self.sample_likelihood(k2, out)
+
+  def posterior_latents(self, x: Float[Array, "b h w c"], key: Key[Array, ""]) -> tuple:
+    """Posterior samples of all latents, one ``[b, r, r, zdim]`` array per block."""
+    return self.forward(x, key).latents
+
+  def reconstruct(
+    self,
+    x: Float[Array, "b h w c"],
+    key: Key[Array, ""],
+    *,
+    num_posterior: int | None = None,
+    temperature: Any = 1.0,
+  ) -> Float[Array, "b h w c"]:
+    """Images decoded from the first ``num_posterior`` posterior latents (all if None).
+
+    The remaining latents are sampled from the prior at ``temperature``.
+    """
+    k1, k2 = jax.random.split(key)
+    zs = self.posterior_latents(x, k1)
+    k = len(zs) if num_posterior is None else num_posterior
+    if not 0 <= k <= len(zs):
+      raise ValueError(f"num_posterior must be in [0, {len(zs)}], got {k}")
+    return self.sample(k2, batch_size=x.shape[0], latents=zs[:k], temperature=temperature)
