@@ -24,7 +24,15 @@ cell. Variants (``config.py:<arg>``):
 * ``e1_ablations``: the E1 U-Net and three §7.4 ablations (no long skips, no ``+u`` output
   residual, average pooling instead of kernel = stride convolutions), 2,000 steps each, evaluated
   like E1.
-* ``ci``: a tiny E1 (L = 3, width 32, 500 steps) for smoke tests; ``small``: E1-E4 at toy sizes.
+* ``e1_ntrain``: the E1 U-Net trained 2,000 steps on fixed training sets of n_train ∈ {250, 1k,
+  4k, 16k} clean sequences (fresh noise each step) next to the memorising (empirical-Bayes)
+  denoiser on the same set, evaluated on the E1 test sets; writes ``e1_ntrain.{json,png}``.
+* ``e1_width``: online E1 U-Net at widths {16, 32, 64, 128}, 2,000 steps each.
+* ``e3_ntrain``: the E3 U-Net (σ ∈ [0.02, 10]) trained 2,000 steps on fixed sets n_train ∈ {250,
+  2k, 16k} and online, sampled with K = 50: validity per level, root TV, distinct fraction, copy
+  fraction (samples equal to a training sequence), and the oracle's chance rate of hitting each set.
+* ``ci``: a tiny E1 (L = 3, width 32, 500 steps) for smoke tests; ``small_<experiment>``: any
+  of them at toy sizes.
 
 Every run writes ``<name>.json`` and ``<name>.png`` into ``config.results_dir`` and the config into
 the workdir.
@@ -32,6 +40,7 @@ the workdir.
 
 import ml_collections
 
+EXPERIMENTS = ("e1", "e2", "e3", "e4", "e1_ablations", "e1_ntrain", "e1_width", "e3_ntrain")
 SIGMAS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
 
 
@@ -54,6 +63,12 @@ def _base() -> ml_collections.ConfigDict:
       # e1_ablations: BPUNet keyword overrides, one training each (THEORY §7.4 ablations)
       ablations=("full", "skips=False", "input_residual=False", "downsample=avg"),
       ablation_steps=2000,
+      # e1_ntrain: U-Net on fixed training sets (fresh noise each step) vs the memorising denoiser
+      n_train_sweep=(250, 1000, 4000, 16000),
+      sweep_steps=2000,
+      # e1_width: online U-Net at several widths
+      widths=(16, 32, 64, 128),
+      width_steps=2000,
     )
   )
   c.e2 = ml_collections.ConfigDict(
@@ -77,6 +92,11 @@ def _base() -> ml_collections.ConfigDict:
       n_samples=2000,
       sampler_sigma_max=10.0,
       sampler_sigma_min=0.02,
+      # e3_ntrain: U-Net diffusion on fixed training sets (plus online), sampled at one K
+      n_train_sweep=(250, 2000, 16000),
+      sweep_online=True,
+      sweep_steps=2000,
+      sweep_K=50,
     )
   )
   c.e4 = ml_collections.ConfigDict(
@@ -93,10 +113,10 @@ def _base() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the config of variant ``arg`` (``e1``, ``e2``, ``e3``, ``e4``, ``ci``, ``small``)."""
+  """Returns the config of variant ``arg`` (one of ``EXPERIMENTS``, ``ci``, ``small_<exp>``)."""
   arg = arg or "e1"
   c = _base()
-  if arg in ("e1", "e2", "e3", "e4", "e1_ablations"):
+  if arg in EXPERIMENTS:
     c.experiment = arg
   elif arg == "ci":
     c.experiment = "e1"
@@ -110,7 +130,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval.n_rule_sets_bp = 2
     c.e1.n_train_unet = ()
     c.e1.n_train_memorise = (250,)
-  elif arg.startswith("small_"):
+  elif arg.startswith("small_") and arg.split("_", 1)[1] in EXPERIMENTS:
     c.experiment = arg.split("_", 1)[1]
     c.results_dir = ""
     c.data.L = 3
@@ -124,6 +144,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.e1.n_train_unet = (100,)
     c.e1.n_train_memorise = (100,)
     c.e1.ablation_steps = 20
+    c.e1.n_train_sweep = (50, 100)
+    c.e1.sweep_steps = 20
+    c.e1.widths = (8, 16)
+    c.e1.width_steps = 20
     c.e2.sigmas = (0.75,)
     c.e2.steps = 20
     c.e2.n_train = (100,)
@@ -133,11 +157,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.e3.steps = 20
     c.e3.Ks = (5,)
     c.e3.n_samples = 100
+    c.e3.n_train_sweep = (50,)
+    c.e3.sweep_steps = 20
+    c.e3.sweep_K = 5
     c.e4.Ls = (3,)
     c.e4.n_rule_sets = 1
     c.e4.n_test = 100
     c.e4.K = 5
     c.e4.sigma_ts = (0.75,)
   else:
-    raise ValueError(f"unknown config variant {arg!r}: use e1, e2, e3, e4, ci or small_e1..e4")
+    raise ValueError(
+      f"unknown config variant {arg!r}: use one of {EXPERIMENTS}, ci or small_<experiment>"
+    )
   return c

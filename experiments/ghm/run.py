@@ -82,9 +82,8 @@ def _bp_stats(ghm, levels, x, z, sigma) -> tuple[dict, jax.Array]:
 
 
 def _unet(cfg, ghm, seed, **overrides) -> TN.BPUNet:
-  return TN.BPUNet(
-    v=ghm.v, s=ghm.s, L=ghm.L, width=cfg.model.width, rngs=nnx.Rngs(seed), **overrides
-  )
+  kw = dict(width=cfg.model.width) | overrides
+  return TN.BPUNet(v=ghm.v, s=ghm.s, L=ghm.L, rngs=nnx.Rngs(seed), **kw)
 
 
 def _train_unet(
@@ -287,6 +286,169 @@ def run_e1_ablations(cfg, workdir) -> None:
   ax.set(xlabel="σ", ylabel="E|f - D*|²", xscale="log", yscale="log", title="E1 ablations")
   ax.legend(fontsize=7)
   _save_fig(fig, cfg, workdir, "e1_ablations")
+
+
+def _e1_tests(cfg, ghm, k_test) -> list:
+  """The E1 test sets (same keys as :func:`run_e1`): ``(sigma, x, z, D*, BP stats)`` per σ."""
+  tests = []
+  for i, sigma in enumerate(cfg.eval.sigmas):
+    levels, x, z = _test_set(jax.random.fold_in(k_test, i), ghm, cfg.eval.n_test, sigma)
+    stats, d_star = _bp_stats(ghm, levels, x, z, sigma)
+    tests.append((sigma, x, z, d_star, stats))
+  return tests
+
+
+def _gap_frac(stats, mse) -> float:
+  return (stats["mse_local_pos"] - mse) / (stats["mse_local_pos"] - stats["mmse_bp"])
+
+
+def run_e1_ntrain(cfg, workdir) -> None:
+  """E1 sample-size sweep: U-Net on fixed training sets vs the memorising denoiser (same set)."""
+  t_start = time.perf_counter()
+  ghm = _rhm(cfg.data)
+  k_train, k_test, k_sets = jax.random.split(jax.random.key(cfg.seed), 3)
+  tests = _e1_tests(cfg, ghm, k_test)
+  k_fresh = jax.random.fold_in(k_test, 999)
+  results = {}
+  for n_train in cfg.e1.n_train_sweep:
+    train = G.sample(jax.random.fold_in(k_sets, n_train), ghm, n_train)
+    net, hist, secs = _train_unet(cfg, ghm, k_train, train_leaves=train, steps=cfg.e1.sweep_steps)
+    unet = T.pure_denoiser(net)
+    x_tr = G.one_hot(train[: cfg.eval.n_test], ghm.v)
+    rows = []
+    for j, (sigma, x, z, d_star, stats) in enumerate(tests):
+      n = z.shape[0]
+      f = T.predict(unet, z, jnp.full((n,), sigma))
+      mem = G.empirical_bayes_denoiser(train, z, sigma=sigma)
+      # the same U-Net on (freshly noised) training sequences: generalisation gap
+      z_tr = G.add_noise(jax.random.fold_in(k_fresh, j), x_tr, sigma=sigma)
+      f_tr = T.predict(unet, z_tr, jnp.full((z_tr.shape[0],), sigma))
+      row = dict(
+        sigma=sigma,
+        mse_unet=_mse(x, f),
+        excess_unet=_mse(f, d_star),
+        mse_unet_trainset=_mse(x_tr, f_tr),
+        mse_memorise=_mse(x, mem),
+        excess_memorise=_mse(mem, d_star),
+        **{k: stats[k] for k in ("mmse_bp", "mse_local_pos", "mse_local_pool")},
+      )
+      row["gap_frac_pos_unet"] = _gap_frac(stats, row["mse_unet"])
+      row["gap_frac_pos_memorise"] = _gap_frac(stats, row["mse_memorise"])
+      rows.append(row)
+    results[str(n_train)] = dict(
+      rows=rows, train_seconds=round(secs, 1), final_train_loss=round(hist.loss[-1], 5)
+    )
+    logging.info(
+      "E1 n_train=%d: unet %s memorise %s",
+      n_train,
+      [round(r["mse_unet"], 4) for r in rows],
+      [round(r["mse_memorise"], 4) for r in rows],
+    )
+  _dump(
+    cfg,
+    workdir,
+    "e1_ntrain",
+    dict(
+      results=results,
+      steps=cfg.e1.sweep_steps,
+      n_params=TN.count_params(net),
+      wall_seconds=round(time.perf_counter() - t_start, 1),
+    ),
+  )
+
+  ns = [int(k) for k in results]
+  fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+  for j, (sigma, *_rest, stats) in enumerate(tests):
+    if sigma not in (0.5, 0.75, 1.0, 1.5) and len(tests) > 2:
+      continue
+    c = f"C{j}"
+    ax[0].plot(
+      ns, [results[str(k)]["rows"][j]["mse_unet"] for k in ns], c + "o-", label=f"U-Net σ={sigma}"
+    )
+    ax[0].plot(ns, [results[str(k)]["rows"][j]["mse_memorise"] for k in ns], c + "x--", lw=0.8)
+    ax[0].axhline(stats["mmse_bp"], color=c, ls="-", lw=0.5)
+    ax[0].axhline(stats["mse_local_pos"], color=c, ls=":", lw=0.8)
+    ax[1].plot(
+      ns,
+      [results[str(k)]["rows"][j]["excess_unet"] for k in ns],
+      c + "o-",
+      label=f"U-Net σ={sigma}",
+    )
+    ax[1].plot(
+      ns,
+      [results[str(k)]["rows"][j]["excess_memorise"] for k in ns],
+      c + "x--",
+      lw=0.8,
+      label=f"memorise σ={sigma}",
+    )
+  ax[0].set(
+    xlabel="n_train",
+    ylabel="MSE per leaf",
+    xscale="log",
+    title="E1 n_train: U-Net (o), memorise (x), BP (—), local-pos (:)",
+  )
+  ax[0].title.set_fontsize(8)
+  ax[0].legend(fontsize=7)
+  ax[1].set(
+    xlabel="n_train", ylabel="E|f - D*|²", xscale="log", yscale="log", title="excess over BP"
+  )
+  ax[1].legend(fontsize=6)
+  _save_fig(fig, cfg, workdir, "e1_ntrain")
+
+
+def run_e1_width(cfg, workdir) -> None:
+  """E1 width sweep: online U-Net at several widths, evaluated like E1."""
+  t_start = time.perf_counter()
+  ghm = _rhm(cfg.data)
+  k_train, k_test, _ = jax.random.split(jax.random.key(cfg.seed), 3)
+  tests = _e1_tests(cfg, ghm, k_test)
+  results = {}
+  for width in cfg.e1.widths:
+    net, _, secs = _train_unet(cfg, ghm, k_train, steps=cfg.e1.width_steps, width=width)
+    rows = []
+    for sigma, x, z, d_star, stats in tests:
+      f = T.predict(T.pure_denoiser(net), z, jnp.full((z.shape[0],), sigma))
+      rows.append(
+        dict(
+          sigma=sigma,
+          mse=_mse(x, f),
+          excess=_mse(f, d_star),
+          gap_frac_pos=_gap_frac(stats, _mse(x, f)),
+          **stats,
+        )
+      )
+    results[str(width)] = dict(
+      rows=rows, n_params=TN.count_params(net), train_seconds=round(secs, 1)
+    )
+    logging.info("E1 width %d: %s", width, [round(r["excess"], 4) for r in rows])
+  _dump(
+    cfg,
+    workdir,
+    "e1_width",
+    dict(
+      results=results,
+      steps=cfg.e1.width_steps,
+      wall_seconds=round(time.perf_counter() - t_start, 1),
+    ),
+  )
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for w, res in results.items():
+    ax.plot(
+      [r["sigma"] for r in res["rows"]],
+      [r["excess"] for r in res["rows"]],
+      "o-",
+      label=f"width {w}",
+    )
+  rows0 = next(iter(results.values()))["rows"]
+  ax.plot(
+    [r["sigma"] for r in rows0],
+    [r["mse_local_pos"] - r["mmse_bp"] for r in rows0],
+    "k--",
+    label="local-pos gap",
+  )
+  ax.set(xlabel="σ", ylabel="E|f - D*|²", xscale="log", yscale="log", title="E1 width sweep")
+  ax.legend(fontsize=7)
+  _save_fig(fig, cfg, workdir, "e1_width")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -512,6 +674,98 @@ def run_e3(cfg, workdir) -> None:
   _save_fig(fig, cfg, workdir, "e3_diffusion")
 
 
+def run_e3_ntrain(cfg, workdir) -> None:
+  """E3 with U-Nets trained on fixed sets: validity, root TV, distinct and copy fractions."""
+  t_start = time.perf_counter()
+  ghm = _rhm(cfg.data)
+  key = jax.random.key(cfg.seed + 30)
+  k_sets = jax.random.key(cfg.seed + 31)
+  n, K = cfg.e3.n_samples, cfg.e3.sweep_K
+  sigmas = G.ve_sigma_grid(
+    K=K, sigma_max=cfg.e3.sampler_sigma_max, sigma_min=cfg.e3.sampler_sigma_min
+  )
+  z0 = sigmas[0] * jax.random.normal(jax.random.fold_in(key, K), (n, *ghm.leaf_shape, ghm.v))
+  train_sets = {
+    n_train: G.sample(jax.random.fold_in(k_sets, n_train), ghm, n_train)
+    for n_train in cfg.e3.n_train_sweep
+  }
+  seen = {k: {tuple(r) for r in np.asarray(v).tolist()} for k, v in train_sets.items()}
+  runs = [("oracle", None)] + ([("online", None)] if cfg.e3.sweep_online else [])
+  runs += [(f"n{k}", k) for k in cfg.e3.n_train_sweep]
+  rows = []
+  for name, n_train in runs:
+    train_s = None
+    if name == "oracle":
+      d = lambda z, s: G.leaf_posteriors(ghm, z, sigma=s)
+    else:
+      net, _, train_s = _train_unet(
+        cfg,
+        ghm,
+        jax.random.key(cfg.seed + 3),
+        sigma_min=cfg.e3.sigma_min,
+        sigma_max=cfg.e3.sigma_max,
+        steps=cfg.e3.sweep_steps,
+        train_leaves=None if n_train is None else train_sets[n_train],
+      )
+      d = T.pure_denoiser(net)
+    t0 = time.perf_counter()
+    zk = jax.jit(lambda k, z, d=d: G.reverse_ve(k, d, z, sigmas))(
+      jax.random.fold_in(key, K + 1), z0
+    )
+    x = G.decode(d, zk, float(sigmas[-1]))
+    rows_x = [tuple(r) for r in np.asarray(x).tolist()]
+    copy_vs = {str(k): round(float(np.mean([r in s for r in rows_x])), 4) for k, s in seen.items()}
+    m = _sample_metrics(ghm, x, None if n_train is None else train_sets[n_train])
+    full = np.asarray(G.parse(ghm, x).valid)[:, -1]
+    own = seen.get(n_train, set())
+    novel_valid = float(np.mean(full & np.array([r not in own for r in rows_x])))
+    row = dict(
+      sampler=name,
+      n_train=n_train if n_train is not None else name,
+      K=K,
+      train_seconds=None if train_s is None else round(train_s, 1),
+      sample_seconds=round(time.perf_counter() - t0, 1),
+      **m,
+      valid_novel_fraction=round(novel_valid, 4),
+      copy_fraction_vs_sets=copy_vs,
+    )
+    rows.append(row)
+    logging.info("E3 n_train %s", row)
+  _dump(
+    cfg,
+    workdir,
+    "e3_ntrain",
+    dict(
+      rows=rows,
+      steps=cfg.e3.sweep_steps,
+      support_size=int(ghm.n_classes * cfg.data.m ** sum(ghm.s**i for i in range(ghm.L))),
+      wall_seconds=round(time.perf_counter() - t_start, 1),
+    ),
+  )
+  fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+  for j, r in enumerate(rows):
+    lv = np.arange(1, len(r["validity_per_level"]) + 1)
+    style = "k-o" if r["sampler"] == "oracle" else f"C{j}--o"
+    ax[0].plot(lv, r["validity_per_level"], style, label=r["sampler"])
+  ax[0].set(xlabel="parse steps k (bottom → top)", ylabel="validity", title=f"E3 n_train, K={K}")
+  ax[0].legend(fontsize=7)
+  names = [r["sampler"] for r in rows]
+  xs = np.arange(len(rows))
+  ax[1].bar(xs - 0.25, [r["validity_per_level"][-1] for r in rows], 0.25, label="fully valid")
+  ax[1].bar(xs, [r.get("copy_fraction", 0.0) for r in rows], 0.25, label="copy (own set)")
+  oracle = rows[0]["copy_fraction_vs_sets"]
+  ax[1].bar(
+    xs + 0.25,
+    [oracle.get(str(r["n_train"]), 0.0) for r in rows],
+    0.25,
+    label="oracle samples in that set",
+  )
+  ax[1].set_xticks(xs, names)
+  ax[1].set(ylabel="fraction", title="validity and copies")
+  ax[1].legend(fontsize=7)
+  _save_fig(fig, cfg, workdir, "e3_ntrain")
+
+
 # ---------------------------------------------------------------------------------------------
 # E4: forward-backward
 # ---------------------------------------------------------------------------------------------
@@ -630,9 +884,17 @@ def main(argv) -> None:
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(cfg.to_json(indent=1))
   logging.info("backend %s, devices %s", jax.default_backend(), jax.devices())
-  dict(e1=run_e1, e1_ablations=run_e1_ablations, e2=run_e2, e3=run_e3, e4=run_e4)[cfg.experiment](
-    cfg, workdir
+  runners = dict(
+    e1=run_e1,
+    e1_ablations=run_e1_ablations,
+    e1_ntrain=run_e1_ntrain,
+    e1_width=run_e1_width,
+    e2=run_e2,
+    e3=run_e3,
+    e3_ntrain=run_e3_ntrain,
+    e4=run_e4,
   )
+  runners[cfg.experiment](cfg, workdir)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,27 @@ def test_small_e1_to_e4_write_results(tmp_path):
 
 
 def test_configs_and_unknown_variant():
-  for arg in ("e1", "e2", "e3", "e4", "e1_ablations", "ci", "small_e1"):
+  for arg in (*ghm_config.EXPERIMENTS, "ci", "small_e1", "small_e3_ntrain"):
     cfg = ghm_config.get_config(arg)
-    assert cfg.experiment in ("e1", "e2", "e3", "e4", "e1_ablations")
+    assert cfg.experiment in ghm_config.EXPERIMENTS
   with pytest.raises(ValueError, match="unknown config variant"):
     ghm_config.get_config("e9")
   assert "Command" in ghm_config.__doc__ or "python -m experiments.ghm.run" in ghm_config.__doc__
+
+
+@pytest.mark.slow
+def test_small_sample_size_sweeps_write_results(tmp_path):
+  cfg = ghm_config.get_config("small_e1_ntrain")
+  cfg.e1.n_train_sweep = (50,)
+  cfg.eval.sigmas = (0.75,)
+  run.run_e1_ntrain(cfg, str(tmp_path))
+  row = json.loads((tmp_path / "e1_ntrain.json").read_text())["results"]["50"]["rows"][0]
+  assert row["mmse_bp"] <= row["mse_memorise"] + 1e-6  # BP is the Bayes denoiser
+  cfg = ghm_config.get_config("small_e3_ntrain")
+  cfg.e3.sweep_online = False
+  run.run_e3_ntrain(cfg, str(tmp_path))
+  rows = json.loads((tmp_path / "e3_ntrain.json").read_text())["rows"]
+  assert [r["sampler"] for r in rows] == ["oracle", "n50"]
+  assert rows[0]["validity_per_level"][-1] == 1.0  # the BP oracle samples valid sequences
+  assert 0.0 <= rows[1]["copy_fraction"] <= 1.0
+  assert {"e1_ntrain.png", "e3_ntrain.png"} <= {p.name for p in tmp_path.glob("*.png")}
