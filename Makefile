@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DATA_DIR ?= $(HOME)/tensorflow_datasets
-WORKDIR ?= workdir/demo
+WORKDIR ?= workdir/digits
 # Parallel test workers: default to the machine's cores (the suite is written for 2).
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
@@ -30,7 +30,9 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-demo: haar-demo
+# Trains a small HVAE on scikit-learn's digits (offline), prints bits/dim, writes samples.
+demo: $(STAMP)
+	$(PY) -m experiments.main --config=experiments/digits/config.py --workdir=$(WORKDIR)
 
 haar-demo: $(STAMP)
 	$(PY) -m experiments.haar_demo --workdir $(WORKDIR)
