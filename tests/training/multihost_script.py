@@ -6,37 +6,41 @@ Each process holds 2 of the 4 CPU devices and loads its own half of every global
 
 import sys
 
-from mrflax.training import sharding
 
-pid, port, workdir, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-sharding.initialize_distributed(
-  coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=pid, local_device_count=2
-)
+def main(pid: int, port: str, workdir: str, out: str) -> None:
+  from mrflax.training import sharding
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from mrflax import data  # noqa: E402
-from mrflax.training import loop  # noqa: E402
-from tests.training.multihost_test import LOOP, STEP  # noqa: E402
-from tests.training.toy import Toy, toy_loss, toy_source  # noqa: E402
-
-assert jax.process_count() == 2 and jax.device_count() == 4 and jax.local_device_count() == 2
-it = iter(
-  data.train_dataset(
-    toy_source(), global_batch=LOOP.batch_size, seed=LOOP.seed, preprocess=lambda ex: ex
+  sharding.initialize_distributed(
+    coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=pid, local_device_count=2
   )
-)  # process index/count from JAX
-result = loop.fit(
-  model_fn=lambda rngs: Toy(rngs=rngs),
-  loss_fn=toy_loss,
-  step_config=STEP,
-  loop=LOOP,
-  train_iter=it,
-  workdir=workdir,
-)
-leaves = [loop.host_array(x) for x in jax.tree.leaves(result.state.params)]
-if pid == 0:
-  np.savez(out, *leaves)
-print("DONE", pid, loop.params_digest(result.state.params), flush=True)
-jax.distributed.shutdown()
+  import jax
+  import numpy as np
+
+  from mrflax import data
+  from mrflax.training import loop
+  from tests.training.multihost_test import LOOP, STEP
+  from tests.training.toy import Toy, toy_loss, toy_source
+
+  assert jax.process_count() == 2 and jax.device_count() == 4 and jax.local_device_count() == 2
+  it = iter(
+    data.train_dataset(
+      toy_source(), global_batch=LOOP.batch_size, seed=LOOP.seed, preprocess=lambda ex: ex
+    )
+  )  # process index/count from JAX
+  result = loop.fit(
+    model_fn=lambda rngs: Toy(rngs=rngs),
+    loss_fn=toy_loss,
+    step_config=STEP,
+    loop=LOOP,
+    train_iter=it,
+    workdir=workdir,
+  )
+  leaves = [loop.host_array(x) for x in jax.tree.leaves(result.state.params)]
+  if pid == 0:
+    np.savez(out, *leaves)
+  print("DONE", pid, loop.params_digest(result.state.params), flush=True)
+  jax.distributed.shutdown()
+
+
+if __name__ == "__main__":
+  main(int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4])
