@@ -28,6 +28,11 @@ cell. Variants (``config.py:<arg>``):
   4k, 16k} clean sequences (fresh noise each step) next to the memorising (empirical-Bayes)
   denoiser on the same set, evaluated on the E1 test sets; writes ``e1_ntrain.{json,png}``.
 * ``e1_width``: online E1 U-Net at widths {16, 32, 64, 128}, 2,000 steps each.
+* ``e1_exact_bp``: the exact-BP layer variant (THEORY §7.4; :class:`ExactBPDenoiser`: exact
+  log-domain BP with learnable, randomly initialised level tables, a model class that contains
+  D*), trained online 2,000 steps (batch 256) at learning rates 2e-3 (the U-Net's), 2e-2, 1e-1,
+  evaluated like E1 next to the width-64 U-Net of ``e1_width``. Command: ``python -m
+  experiments.ghm.run --config=experiments/ghm/config.py:e1_exact_bp --workdir=/tmp/ghm_ebp``.
 * ``e3_ntrain``: the E3 U-Net (σ ∈ [0.02, 10]) trained 2,000 steps on fixed sets n_train ∈ {250,
   2k, 16k} and online, sampled with K = 50: validity per level, root TV, distinct fraction, copy
   fraction (samples equal to a training sequence), and the oracle's chance rate of hitting each set.
@@ -40,7 +45,17 @@ the workdir.
 
 import ml_collections
 
-EXPERIMENTS = ("e1", "e2", "e3", "e4", "e1_ablations", "e1_ntrain", "e1_width", "e3_ntrain")
+EXPERIMENTS = (
+  "e1",
+  "e2",
+  "e3",
+  "e4",
+  "e1_ablations",
+  "e1_ntrain",
+  "e1_width",
+  "e3_ntrain",
+  "e1_exact_bp",
+)
 SIGMAS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
 
 
@@ -69,6 +84,9 @@ def _base() -> ml_collections.ConfigDict:
       # e1_width: online U-Net at several widths
       widths=(16, 32, 64, 128),
       width_steps=2000,
+      # e1_exact_bp: exact-BP layers with learnable tables, one online training per learning rate
+      exact_bp_lrs=(2e-3, 2e-2, 1e-1),
+      exact_bp_steps=2000,
     )
   )
   c.e2 = ml_collections.ConfigDict(
@@ -148,6 +166,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.e1.sweep_steps = 20
     c.e1.widths = (8, 16)
     c.e1.width_steps = 20
+    c.e1.exact_bp_lrs = (2e-2,)
+    c.e1.exact_bp_steps = 20
     c.e2.sigmas = (0.75,)
     c.e2.steps = 20
     c.e2.n_train = (100,)

@@ -8,6 +8,9 @@ r"""Networks aligned with belief propagation on a GHM (THEORY §7.4), as Flax NN
   \gamma^{(L)}_j + \lambda Z_j)`.
 * :class:`ConvNetClassifier`: the encoder alone with a linear read-out at the root, the
   counterpart of the Bayes classifier :math:`\log\pi + \log\beta^{(0)}`.
+* :class:`ExactBPDenoiser`: the exact-BP layer variant (upper-bound ablation): layers that run the
+  log-domain BP updates literally with learnable level tables, so the model class contains
+  :math:`D^*`.
 
 A convolution with kernel = stride = s and no padding is written as "group each family's ``s``
 children into the channel axis, then a dense layer" (:func:`group_families`), and the transposed
@@ -25,6 +28,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
+
+from mrflax import ghm as G
 
 
 def group_families(h: Float[Array, "b *n c"], *, ndim: int) -> Float[Array, "b *m sc"]:
@@ -329,6 +334,115 @@ class ConvNetClassifier(nnx.Module):
       h = self.enc[lv](self.down[lv](g))
     h = h.reshape((h.shape[0], -1, h.shape[-1])).mean(axis=1)  # one position at the root
     return self.readout(self.norm(h))
+
+
+class ExactBPDenoiser(nnx.Module):
+  r"""The exact-BP layer variant of THEORY §7.4 (upper-bound ablation for E1).
+
+  Learnable logits :math:`\theta` for the root prior and for every level table; the forward pass
+  normalises them over the root symbols and over the ordered child tuples,
+
+  .. math::
+    \log\pi = \mathrm{log\,softmax}(\theta_\pi), \qquad \log T_\ell(b \mid a) =
+    \mathrm{log\,softmax}_{b \in [v]^s}(\theta_\ell)_{a, b},
+
+  and runs exact log-domain belief propagation (:func:`mrflax.ghm.belief_propagation`, THEORY
+  §7.3) on the GHM :math:`(\pi, T_{0..L-1})` with the Gaussian leaf messages
+  :math:`\lambda Z_j`, :math:`\lambda = \alpha/\sigma^2`. Every layer is one upward or downward
+  LSE update, so with the true tables the output is exactly the Bayes denoiser
+  :math:`D^*_j(Z) = \mathrm{softmax}(\log\gamma^{(L)}_j + \lambda Z_j)`. Parameters:
+  :math:`n_c + n_c v^s + (L - 1) v^{s+1}`, independent of the number of leaves. Same contract as
+  :class:`BPUNet`: ``net(z, sigma)`` returns logits (here the log posteriors), ``net.denoise``
+  their softmax, so it trains with :func:`mrflax.training.ghm.train_denoiser`.
+
+  The logits are initialised i.i.d. :math:`\mathcal N(0, \mathrm{init\_scale}^2)` (a random
+  dense GHM), not from any true model; :meth:`set_tables` loads a given :class:`~mrflax.ghm.GHM`
+  (zeros become :math:`-\infty` logits: exact for evaluation, not for further training).
+
+  Args:
+    v: vocabulary of levels 1..L (input and output channels).
+    n_classes: root vocabulary :math:`n_c`.
+    s: branching factor (``2**ndim`` on grids).
+    L: depth.
+    ndim: leaf layout (1: sequences ``[b, n, v]``; 2: images ``[b, H, W, v]``).
+    init_scale: standard deviation of the initial logits.
+    rngs: parameter RNGs.
+
+  Examples:
+    >>> from mrflax import ghm as G
+    >>> rhm = G.random_hierarchy_model(jax.random.key(0), v=4, n_classes=2, m=2, s=2, L=2)
+    >>> net = ExactBPDenoiser(v=4, n_classes=2, s=2, L=2, rngs=nnx.Rngs(0))
+    >>> net.set_tables(rhm)
+    >>> z = G.add_noise(jax.random.key(1), G.one_hot(G.sample(jax.random.key(2), rhm, 3), 4),
+    ...                 sigma=0.7)
+    >>> d = net.denoise(z, jnp.full((3,), 0.7))
+    >>> float(jnp.abs(d - G.leaf_posteriors(rhm, z, sigma=0.7)).max()) < 1e-5
+    True
+  """
+
+  def __init__(
+    self,
+    *,
+    v: int,
+    n_classes: int,
+    s: int,
+    L: int,
+    ndim: int = 1,
+    init_scale: float = 1.0,
+    rngs: nnx.Rngs,
+  ):
+    if ndim > 1 and s != 2**ndim:
+      raise ValueError(f"on a {ndim}-D grid the branching factor must be s = 2**ndim; got s={s}")
+    if L < 1 or s < 2 or v < 1 or n_classes < 1:
+      raise ValueError(f"need L >= 1, s >= 2, v >= 1, n_classes >= 1; got {L=}, {s=}, {v=}")
+    self.v, self.n_classes, self.s, self.L, self.ndim = v, n_classes, s, L, ndim
+    self.root_logits = nnx.Param(init_scale * jax.random.normal(rngs.params(), (n_classes,)))
+    self.kernel_logits = nnx.List(
+      [
+        nnx.Param(
+          init_scale * jax.random.normal(rngs.params(), (n_classes if lv == 0 else v, v**s))
+        )
+        for lv in range(L)
+      ]
+    )
+
+  def ghm(self) -> G.GHM:
+    r"""The current model :math:`(\mathrm{softmax}(\theta_\pi), \mathrm{softmax}(\theta_\ell))`
+    as a :class:`~mrflax.ghm.GHM` (validated only when the parameters are concrete)."""
+    root = jax.nn.softmax(self.root_logits[...])
+    tables = [jax.nn.softmax(t[...], axis=-1) for t in self.kernel_logits]
+    return G.GHM(root, tables, self.s, ndim=self.ndim)
+
+  def set_tables(self, ghm: G.GHM) -> None:
+    r"""Sets the logits to :math:`\log\pi` and :math:`\log T_\ell` of ``ghm`` (same sizes)."""
+    if (ghm.v, ghm.n_classes, ghm.s, ghm.L, ghm.ndim) != (
+      self.v,
+      self.n_classes,
+      self.s,
+      self.L,
+      self.ndim,
+    ):
+      raise ValueError(f"{ghm} does not match this net (v={self.v}, L={self.L}, s={self.s})")
+    self.root_logits[...] = ghm.log_root.astype(self.root_logits[...].dtype)
+    for p, log_t in zip(self.kernel_logits, ghm.log_kernels, strict=True):
+      p[...] = log_t.astype(p[...].dtype)
+
+  def __call__(
+    self, z: Float[Array, "b *leaves v"], sigma: Float[Array, " b"], alpha=1.0
+  ) -> Float[Array, "b *leaves v"]:
+    r"""Log posteriors :math:`\log P_\theta(x_j = \cdot \mid Z)` (logits); ``sigma`` per example."""
+    if z.ndim != self.ndim + 2 or z.shape[-1] != self.v:
+      raise ValueError(f"z must be [b, *leaves, v={self.v}] with {self.ndim} leaf axes: {z.shape}")
+    msgs = G.gaussian_leaf_log_messages(
+      z, sigma=_per_example(sigma, z), alpha=_per_example(alpha, z)
+    )
+    return G.belief_propagation(self.ghm(), msgs).log_marginals[-1]
+
+  def denoise(
+    self, z: Float[Array, "b *leaves v"], sigma: Float[Array, " b"], alpha=1.0
+  ) -> Float[Array, "b *leaves v"]:
+    r""":math:`f(Z) = P_\theta(x_j = \cdot \mid Z)`, exact BP under the learned tables."""
+    return jax.nn.softmax(self(z, sigma, alpha), axis=-1)
 
 
 def count_params(model: nnx.Module) -> int:
