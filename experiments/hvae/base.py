@@ -62,3 +62,33 @@ def base() -> ml_collections.ConfigDict:
   c.eval.num_samples = 16
   c.eval.temperatures = (1.0, 0.9, 0.8, 0.7)
   return c
+
+
+def apply_variant(
+  c: ml_collections.ConfigDict, arg: str | None, *, default_share: str
+) -> ml_collections.ConfigDict:
+  """The variants every HVAE config understands (the part after ``config.py:``).
+
+  * ``""``: the config as documented;
+  * ``"shared"`` / ``"sharedK"`` / ``"sharedfull"``: decoder cells shared in groups of ``K``
+    per resolution (``"shared"`` means ``K = default_share``);
+  * ``"tiny"``: a few steps at a small batch, for smoke tests.
+  """
+  if not arg:
+    return c
+  if arg.startswith("shared"):
+    k = arg[len("shared") :] or default_share
+    if not (k == "full" or k.isdigit()):
+      raise ValueError(f"bad sharing variant {arg!r}: use shared, shared2, shared3, sharedfull")
+    c.model.share = k
+    return c
+  if arg == "tiny":
+    c.train.steps = 4
+    c.train.log_every = 2
+    c.train.checkpoint_every = 2
+    c.train.steps_per_call = 1
+    c.train.batch_size = 8
+    c.optim.warmup_steps = 1
+    c.eval.num_samples = 2
+    return c
+  raise ValueError(f"unknown variant {arg!r}; choose from: shared[K|full], tiny")

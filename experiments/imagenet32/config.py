@@ -10,7 +10,7 @@ imported from local files with mrflax.data.import_arrays (its TFDS URLs are repo
 Expected (reference, openai/vdvae): 3.80 bits/dim; not yet run by mrflax.
 """
 
-from experiments.hvae.base import base
+from experiments.hvae.base import apply_variant, base
 
 
 def get_config(arg: str | None = None):
@@ -28,27 +28,4 @@ def get_config(arg: str | None = None):
   c.train.log_every = 1000
   c.train.checkpoint_every = 10000
   c.eval.batch_size = 100
-  return _variant(c, arg)
-
-
-def _variant(c, arg):
-  """Variants: "" (as documented), "shared" / "sharedK" / "sharedfull" (decoder cells shared in
-  groups of K per resolution; "shared" means K = 3), "tiny" (a few steps, for smoke)."""
-  if not arg:
-    return c
-  if arg.startswith("shared"):
-    k = arg[len("shared") :] or "3"
-    if not (k == "full" or k.isdigit()):
-      raise ValueError(f"bad sharing variant {arg!r}: use shared, shared2, shared3, sharedfull")
-    c.model.share = k
-    return c
-  if arg == "tiny":
-    c.train.steps = 4
-    c.train.log_every = 2
-    c.train.checkpoint_every = 2
-    c.train.steps_per_call = 1
-    c.train.batch_size = 8
-    c.optim.warmup_steps = 1
-    c.eval.num_samples = 2
-    return c
-  raise ValueError(f"unknown variant {arg!r}; choose from: shared[K|full], tiny")
+  return apply_variant(c, arg, default_share="3")

@@ -12,7 +12,7 @@ Expected: Efficient-VDVAE reports 79.09 nats with a much larger model; this smal
 been run by mrflax yet.
 """
 
-from experiments.hvae.base import base
+from experiments.hvae.base import apply_variant, base
 
 
 def get_config(arg: str | None = None):
@@ -31,27 +31,4 @@ def get_config(arg: str | None = None):
   c.train.log_every = 500
   c.train.checkpoint_every = 5000
   c.eval.batch_size = 250
-  return _variant(c, arg)
-
-
-def _variant(c, arg):
-  """Variants: "" (as documented), "shared" / "sharedK" / "sharedfull" (decoder cells shared in
-  groups of K per resolution; "shared" means K = 2), "tiny" (a few steps, for smoke)."""
-  if not arg:
-    return c
-  if arg.startswith("shared"):
-    k = arg[len("shared") :] or "2"
-    if not (k == "full" or k.isdigit()):
-      raise ValueError(f"bad sharing variant {arg!r}: use shared, shared2, shared3, sharedfull")
-    c.model.share = k
-    return c
-  if arg == "tiny":
-    c.train.steps = 4
-    c.train.log_every = 2
-    c.train.checkpoint_every = 2
-    c.train.steps_per_call = 1
-    c.train.batch_size = 8
-    c.optim.warmup_steps = 1
-    c.eval.num_samples = 2
-    return c
-  raise ValueError(f"unknown variant {arg!r}; choose from: shared[K|full], tiny")
+  return apply_variant(c, arg, default_share="2")
