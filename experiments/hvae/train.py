@@ -97,7 +97,7 @@ def hvae_loss(model, batch, key):
 
 # ------------------------------------------------------------------------------------------ modes
 def _trainer_and_state(config, spec):
-  """A Trainer (structure only) and the state restored from the workdir's checkpoints."""
+  """A Trainer and a freshly initialised state (the target a checkpoint is restored onto)."""
   model = nn.HVAE(spec, rngs=nnx.Rngs(config.seed))
   trainer = Trainer(model, hvae_loss, step_config(config))
   return trainer, trainer.init_state(model, jax.random.key(config.seed))
@@ -205,16 +205,25 @@ def _images(spec, x):
   return mreval.to_uint8(x)
 
 
-def _draw(config, spec, model, source, prep, res, work):
+def _save_samples(config, spec, model, work) -> pathlib.Path:
+  """``samples.png``: one row of ``eval.num_samples`` samples per temperature (one compile)."""
   n = config.eval.num_samples
-  temps = list(config.eval.temperatures)
   sample = jax.jit(lambda key, t: model.sample(key, batch_size=n, temperature=t))
   key = jax.random.key(config.seed + 2)
   rows = [
-    _images(spec, sample(jax.random.fold_in(key, i), jnp.float32(t))) for i, t in enumerate(temps)
+    _images(spec, sample(jax.random.fold_in(key, i), jnp.float32(t)))
+    for i, t in enumerate(config.eval.temperatures)
   ]
+  path = work / "samples.png"
+  mreval.save_grid(rows, path, scale=max(1, 64 // spec.image_size))
+  return path
+
+
+def _draw(config, spec, model, source, prep, res, work):
+  n = config.eval.num_samples
+  key = jax.random.key(config.seed + 2)
   scale = max(1, 64 // spec.image_size)
-  mreval.save_grid(rows, work / "samples.png", scale=scale)
+  _save_samples(config, spec, model, work)
   batch = next(
     data.eval_batches(
       source, batch_size=n, preprocess=prep, seed=config.seed, process_index=0, process_count=1
@@ -238,9 +247,8 @@ def _draw(config, spec, model, source, prep, res, work):
   )
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Evaluates the newest checkpoint in ``workdir`` (EMA) and redraws the pictures."""
-  work = pathlib.Path(workdir)
+def _restore(config: ml_collections.ConfigDict, work: pathlib.Path):
+  """``(spec, trainer, restored)`` from the newest readable checkpoint in ``work``."""
   spec = model_spec(config)
   trainer, state = _trainer_and_state(config, spec)
   ckpt = checkpoint.Checkpointer(work / "checkpoints")
@@ -248,6 +256,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   ckpt.close()
   if restored is None:
     raise FileNotFoundError(f"no checkpoint in {work / 'checkpoints'}: run --mode=train first")
+  return spec, trainer, restored
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Evaluates the newest checkpoint in ``workdir`` (EMA) and redraws the pictures."""
+  work = pathlib.Path(workdir)
+  spec, trainer, restored = _restore(config, work)
   sources = {s: open_split(config, s) for s in data.get_spec(config.data.name).splits}
   summary = _evaluate_and_draw(config, spec, trainer, restored.state, sources, work)
   summary["step"] = restored.step
@@ -259,26 +274,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 def sample(config: ml_collections.ConfigDict, workdir: str) -> str:
   """Writes ``samples.png`` from the newest checkpoint's EMA model."""
   work = pathlib.Path(workdir)
-  spec = model_spec(config)
-  trainer, state = _trainer_and_state(config, spec)
-  ckpt = checkpoint.Checkpointer(work / "checkpoints")
-  restored = ckpt.restore(state)
-  ckpt.close()
-  if restored is None:
-    raise FileNotFoundError(f"no checkpoint in {work / 'checkpoints'}: run --mode=train first")
-  model = trainer.model(restored.state, ema=True)
-  n = config.eval.num_samples
-  key = jax.random.key(config.seed + 2)
-  rows = [
-    _images(
-      spec,
-      jax.jit(lambda k, t: model.sample(k, batch_size=n, temperature=t))(
-        jax.random.fold_in(key, i), jnp.float32(t)
-      ),
-    )
-    for i, t in enumerate(config.eval.temperatures)
-  ]
-  path = os.fspath(work / "samples.png")
-  mreval.save_grid(rows, path, scale=max(1, 64 // spec.image_size))
+  spec, trainer, restored = _restore(config, work)
+  path = os.fspath(_save_samples(config, spec, trainer.model(restored.state, ema=True), work))
   print(f"[hvae] wrote {path} (rows: temperatures {list(config.eval.temperatures)})")
   return path
