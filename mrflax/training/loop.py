@@ -3,13 +3,16 @@
 Resumes automatically from ``<workdir>/checkpoints``: a run killed at any point and started again
 with the same arguments continues from its last checkpoint, bit for bit (the train state, the
 data-iterator position and the RNG key are all in the checkpoint). SIGTERM (pre-emption) saves a
-checkpoint and stops cleanly.
+checkpoint and stops cleanly. With ``eval_every``, an evaluation callable runs on the EMA model
+every so many steps; its metrics are logged with the prefix ``eval/`` and the best state by
+``eval_metric`` is kept in ``<workdir>/checkpoints/best``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +48,9 @@ class LoopConfig:
       updates in a row.
     seed: seeds the model initialisation and the per-step keys.
     num_devices: devices of the data mesh (default: all).
+    eval_every: iterations between evaluations of the EMA model (0: never); needs ``fit``'s
+      ``eval_fn``.
+    eval_metric: the ``eval_fn`` result that picks the best checkpoint (lower is better).
   """
 
   steps: int
@@ -56,13 +62,17 @@ class LoopConfig:
   max_consecutive_skips: int = 50
   seed: int = 0
   num_devices: int | None = None
+  eval_every: int = 0
+  eval_metric: str = "loss"
 
   def __post_init__(self):
     k = self.steps_per_call
     for name in ("steps", "batch_size", "steps_per_call", "log_every", "checkpoint_every"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-    for name in ("steps", "log_every", "checkpoint_every"):
+    if self.eval_every < 0:
+      raise ValueError(f"eval_every must be >= 0 (0: never), got {self.eval_every}")
+    for name in ("steps", "log_every", "checkpoint_every", "eval_every"):
       if getattr(self, name) % k:
         raise ValueError(f"{name}={getattr(self, name)} must be a multiple of steps_per_call={k}")
 
@@ -75,6 +85,8 @@ class FitResult:
   resumed_from: int | None
   compile_s: float
   preempted: bool
+  eval_metrics: dict[str, float] | None = None
+  best_eval: float | None = None
 
 
 def params_digest(tree: Any) -> str:
@@ -106,6 +118,7 @@ def fit(
   workdir: str,
   config: dict | None = None,
   on_log: Callable[[int, dict[str, float]], None] | None = None,
+  eval_fn: Callable[[nnx.Module], dict[str, float]] | None = None,
 ) -> FitResult:
   """Trains ``model_fn(rngs)`` with ``loss_fn`` on ``train_iter``; resumes from ``workdir``.
 
@@ -119,13 +132,21 @@ def fit(
     workdir: run directory (``checkpoints/``, ``metrics.jsonl``).
     config: JSON-able run configuration stored in every checkpoint.
     on_log: optional callback with every logged record.
+    eval_fn: ``eval_fn(ema_model) -> {name: float}``, called every ``loop.eval_every``
+      iterations (on every process: it may run collectives); its result holds
+      ``loop.eval_metric``, which feeds :meth:`Checkpointer.save_best`.
 
   Returns:
-    :class:`FitResult` with the final state (on the mesh) and the last logged metrics.
+    :class:`FitResult` with the final state (on the mesh), the last logged metrics and the last
+    evaluation.
 
   Raises:
     TrainingDivergedError: ``loop.max_consecutive_skips`` updates in a row were skipped.
+    ValueError: ``loop.eval_every`` without an ``eval_fn``, or an evaluation result without
+      ``loop.eval_metric``.
   """
+  if loop.eval_every and eval_fn is None:
+    raise ValueError(f"loop.eval_every={loop.eval_every} needs an eval_fn")
   # ------------------------------------------------------------------------- mesh, state, restore
   mesh = sharding.make_mesh(loop.num_devices)
   sharding.check_batch_divisible(loop.batch_size, mesh)
@@ -161,8 +182,9 @@ def fit(
     return sharding.shard_batch(_stack([next(train_iter) for _ in range(k)]), mesh, leading=1)
 
   start = int(host_array(state.step))
-  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+  writer = MetricWriter(workdir, enabled=jax.process_index() == 0, start_step=start)
   last: dict[str, float] = {}
+  last_eval: dict[str, float] | None = None
   compile_s = 0.0
   preempted = False
   if start < loop.steps:
@@ -221,6 +243,8 @@ def fit(
             f"{last.get('skip_threshold')}. Parameters stay at the last good update; lower the "
             "learning rate, raise optim.skip_threshold, or check the data for NaNs."
           )
+      if loop.eval_every and step % loop.eval_every == 0:
+        last_eval = _evaluate(eval_fn, trainer, state, step, loop, writer, ckpt, train_iter, config)
       if step % loop.checkpoint_every == 0 or step == loop.steps or stop["flag"]:
         ckpt.save(step, state, data_state=_iter_state(train_iter), config=config)
       if stop["flag"]:
@@ -230,7 +254,9 @@ def fit(
       if step < loop.steps:
         batches = next_batches()
   finally:
+    best_eval = ckpt.best_metric() if loop.eval_every else None
     ckpt.close()
+    writer.close()
     if previous is not None:
       signal.signal(signal.SIGTERM, previous)
   return FitResult(
@@ -240,7 +266,31 @@ def fit(
     resumed_from=resumed_from,
     compile_s=compile_s,
     preempted=preempted,
+    eval_metrics=last_eval,
+    best_eval=best_eval,
   )
+
+
+def _evaluate(eval_fn, trainer, state, step, loop, writer, ckpt, train_iter, config):
+  """Runs ``eval_fn`` on the EMA model, logs it with prefix ``eval/``, keeps the best state."""
+  t0 = time.perf_counter()
+  metrics = {k: float(v) for k, v in eval_fn(trainer.model(state, ema=True)).items()}
+  if loop.eval_metric not in metrics:
+    raise ValueError(
+      f"eval_fn returned {sorted(metrics)}, without the eval_metric {loop.eval_metric!r}"
+    )
+  metrics["eval_s"] = time.perf_counter() - t0
+  writer.write(step, metrics, prefix="eval/")
+  value = metrics[loop.eval_metric]
+  kept = math.isfinite(value) and ckpt.save_best(
+    step, state, metric=value, data_state=_iter_state(train_iter), config=config
+  )
+  print(
+    f"[fit] eval at step {step}: {loop.eval_metric}={value:.5g} ({metrics['eval_s']:.1f} s)"
+    + (", new best: kept in checkpoints/best" if kept else ""),
+    flush=True,
+  )
+  return to_python(metrics)
 
 
 def _iter_state(it) -> dict | None:

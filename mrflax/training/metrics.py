@@ -1,4 +1,9 @@
-"""Host-side outputs of a run: JSON-lines metrics, a progress line with steps/s and ETA."""
+"""Host-side outputs of a run: JSON-lines metrics, TensorBoard event files, a progress line.
+
+Metrics go to ``<workdir>/metrics.jsonl`` (one JSON object per record) and, as scalar summaries,
+to a TensorBoard event file in ``<workdir>`` (``tensorboard --logdir <workdir>``), written with
+the ``tensorboard`` package's event-file writer and protos: no TensorFlow needed.
+"""
 
 from __future__ import annotations
 
@@ -29,20 +34,99 @@ def to_python(tree: Any) -> Any:
 
 
 class MetricWriter:
-  """Appends one JSON object per record to ``<workdir>/<name>.jsonl`` (process 0 only)."""
+  """Appends records to ``<workdir>/<name>.jsonl`` and to a TensorBoard event file (process 0).
 
-  def __init__(self, workdir: str | os.PathLike, name: str = "metrics", *, enabled: bool = True):
+  Args:
+    workdir: the run directory.
+    name: base name of the JSON-lines file.
+    enabled: write anything at all (``False`` on every process but 0).
+    tensorboard: also write scalar summaries to an event file in ``workdir``.
+    start_step: the step a resumed run starts from. TensorBoard then drops the scalars an
+      earlier, interrupted run logged after that step (a ``SessionLog.START`` event at
+      ``start_step + 1``: TensorBoard purges from the step of that event on), so a
+      resumed run's curves do not hold two values per step. The JSON-lines file keeps every
+      record (readers should take the last record of a step).
+
+  Examples:
+    >>> import json, tempfile
+    >>> w = MetricWriter(tempfile.mkdtemp())
+    >>> w.write(10, {"loss": 2.5})
+    >>> w.write(10, {"nats_per_dim": 3.0}, prefix="eval/")
+    >>> w.close()
+    >>> [sorted(json.loads(r)) for r in w.path.read_text().splitlines()]
+    [['loss', 'step', 'time'], ['eval/nats_per_dim', 'step', 'time']]
+  """
+
+  def __init__(
+    self,
+    workdir: str | os.PathLike,
+    name: str = "metrics",
+    *,
+    enabled: bool = True,
+    tensorboard: bool = True,
+    start_step: int | None = None,
+  ):
     self.path = pathlib.Path(workdir) / f"{name}.jsonl"
     self.enabled = enabled
-    if enabled:
-      self.path.parent.mkdir(parents=True, exist_ok=True)
+    self._events = None
+    if not enabled:
+      return
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    if tensorboard:
+      from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-  def write(self, step: int, metrics: dict[str, Any]) -> None:
+      self._events = EventFileWriter(os.fspath(self.path.parent))
+      if start_step:
+        from tensorboard.compat.proto import event_pb2
+
+        start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+        self._events.add_event(
+          event_pb2.Event(wall_time=time.time(), step=int(start_step) + 1, session_log=start)
+        )
+
+  @property
+  def event_dir(self) -> pathlib.Path:
+    """The directory holding the TensorBoard event file(s)."""
+    return self.path.parent
+
+  def write(self, step: int, metrics: dict[str, Any], *, prefix: str = "") -> None:
+    """Writes one record; keys (and TensorBoard tags) get ``prefix`` (e.g. ``"eval/"``).
+
+    Every scalar becomes a TensorBoard scalar; arrays go to the JSON-lines file only.
+    """
     if not self.enabled:
       return
-    record = {"step": int(step), "time": time.time(), **to_python(metrics)}
+    now = time.time()
+    values = {f"{prefix}{k}": v for k, v in to_python(metrics).items()}
+    record = {"step": int(step), "time": now, **values}
     with self.path.open("a") as f:
       f.write(json.dumps(record) + "\n")
+    if self._events is not None:
+      from tensorboard.compat.proto import event_pb2, summary_pb2
+
+      scalars = [
+        summary_pb2.Summary.Value(tag=k, simple_value=float(v))
+        for k, v in values.items()
+        if _is_scalar(v)
+      ]
+      if scalars:
+        summary = summary_pb2.Summary(value=scalars)
+        self._events.add_event(event_pb2.Event(wall_time=now, step=int(step), summary=summary))
+        self._events.flush()
+
+  def close(self) -> None:
+    """Flushes and closes the event file (further writes go to the JSON-lines file only)."""
+    if self._events is not None:
+      self._events.close()
+      self._events = None
+
+
+def _is_scalar(v: Any) -> bool:
+  if isinstance(v, bool):
+    return False
+  if isinstance(v, (int, float)):
+    return True
+  return isinstance(v, str) and v in ("nan", "inf", "-inf")  # to_python's non-finite floats
 
 
 class Progress:

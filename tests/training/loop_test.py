@@ -12,12 +12,12 @@ import pytest
 
 from mrflax.training import loop
 from mrflax.training.steps import StepConfig
-from tests.training.toy import Toy, toy_iter, toy_loss
+from tests.training.toy import Toy, make_batch, toy_iter, toy_loss
 
 STEP = StepConfig(lr=1e-2, warmup_steps=2, ema_decay=0.9)
 
 
-def run(workdir, steps, *, loss_fn=toy_loss, on_log=None, **kw):
+def run(workdir, steps, *, loss_fn=toy_loss, on_log=None, eval_fn=None, **kw):
   cfg = dict(steps=steps, batch_size=8, steps_per_call=2, log_every=2, checkpoint_every=4, seed=3)
   cfg.update(kw)
   return loop.fit(
@@ -29,6 +29,7 @@ def run(workdir, steps, *, loss_fn=toy_loss, on_log=None, **kw):
     workdir=str(workdir),
     config={"toy": True},
     on_log=on_log,
+    eval_fn=eval_fn,
   )
 
 
@@ -92,9 +93,66 @@ def test_sigterm_saves_and_stops(tmp_path):
   assert resumed.resumed_from == 4 and int(resumed.state.step) == 12
 
 
+def _toy_eval(model):
+  batch = make_batch(99, n=16)
+  mse = float(jnp.mean((model(batch["x"]) - batch["y"]) ** 2))
+  return {"loss": mse, "rmse": mse**0.5}
+
+
+def test_periodic_eval_logs_and_keeps_the_best(tmp_path, capsys):
+  from tensorboard.backend.event_processing import event_accumulator
+
+  from mrflax.training.checkpoint import Checkpointer
+
+  seen = []
+
+  def eval_fn(model):
+    seen.append(model)
+    out = _toy_eval(model)
+    return out if len(seen) != 2 else {**out, "loss": 0.0}  # the step-8 eval is "best"
+
+  res = run(tmp_path, 12, eval_fn=eval_fn, eval_every=4)
+  assert len(seen) == 3 and res.best_eval == 0.0
+  assert res.eval_metrics["rmse"] == pytest.approx(_toy_eval(seen[-1])["rmse"])
+  # the EMA model was evaluated
+  ema = res.trainer.model(res.state, ema=True)
+  assert _toy_eval(ema)["loss"] == pytest.approx(res.eval_metrics["loss"])
+  assert "eval at step 8: loss=0 " in capsys.readouterr().out
+  records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  evals = [r for r in records if "eval/loss" in r]
+  assert [r["step"] for r in evals] == [4, 8, 12] and "eval/eval_s" in evals[0]
+  train = [r for r in records if "loss" in r]
+  # the TensorBoard event file holds the same scalars as the JSON lines (float32)
+  acc = event_accumulator.EventAccumulator(str(tmp_path))
+  acc.Reload()
+  for tag, rows in (("loss", train), ("grad_norm", train), ("eval/rmse", evals)):
+    got = [(e.step, e.value) for e in acc.Scalars(tag)]
+    assert got == [(r["step"], pytest.approx(r[tag], rel=1e-6)) for r in rows], tag
+  # the best state (step 8) is kept apart and restores
+  ckpt = Checkpointer(tmp_path / "checkpoints" / "best")
+  best = ckpt.restore(res.state)
+  ckpt.close()
+  assert best.step == 8 and int(best.state.step) == 8
+  assert _toy_eval(res.trainer.model(best.state, ema=True))["loss"] > 0
+  ckpt = Checkpointer(tmp_path / "checkpoints")
+  assert ckpt.all_steps()[-1] == 12  # "best" is not mistaken for a step
+  ckpt.close()
+
+
+def test_eval_needs_its_callable_and_metric(tmp_path):
+  with pytest.raises(ValueError, match="needs an eval_fn"):
+    run(tmp_path / "a", 4, eval_every=2)
+  with pytest.raises(ValueError, match="without the eval_metric 'loss'"):
+    run(tmp_path / "b", 4, eval_every=2, eval_fn=lambda m: {"mse": 1.0})
+
+
 def test_bad_loop_config():
   with pytest.raises(ValueError, match="log_every=3 must be a multiple of steps_per_call=2"):
     loop.LoopConfig(steps=4, batch_size=8, steps_per_call=2, log_every=3)
+  with pytest.raises(ValueError, match="eval_every=3 must be a multiple"):
+    loop.LoopConfig(steps=4, batch_size=8, steps_per_call=2, eval_every=3)
+  with pytest.raises(ValueError, match="eval_every must be >= 0"):
+    loop.LoopConfig(steps=4, batch_size=8, eval_every=-1)
   with pytest.raises(ValueError, match="not divisible by the 4 devices"):
     run("/tmp/unused", 4, batch_size=6)
 
