@@ -5,9 +5,13 @@ Usage:
       --data_dir ~/tensorflow_datasets
   python -m experiments.import_data mnist --source DIR_WITH_IDX_FILES --data_dir DATA_DIR
   python -m experiments.import_data digits --data_dir DATA_DIR
+  python -m experiments.import_data imagenet32 --source DIR_WITH_TARS --data_dir DATA_DIR \
+      [--variant=van_den_oord]
 
 Fashion-MNIST's IDX files come from the Debian package ``dataset-fashion-mnist`` (``make data``);
-the digits ship inside scikit-learn. The result is read by every experiment through
+the digits ship inside scikit-learn; ImageNet32 is imported from ``train_32x32.tar`` and
+``valid_32x32.tar``, whose SHA-256 digests must be the van den Oord files' unless ``--variant``
+names another variant. The result is read by every experiment through
 ``mrflax.data.open_source``.
 """
 
@@ -19,16 +23,22 @@ from absl import app, flags
 
 from mrflax import data
 
-_SOURCE = flags.DEFINE_string("source", None, "Folder with the four IDX files (IDX datasets).")
+_SOURCE = flags.DEFINE_string(
+  "source", None, "Folder with the four IDX files (IDX datasets) or the two ImageNet32 tars."
+)
+_VARIANT = flags.DEFINE_string(
+  "variant", "van_den_oord", "ImageNet32 variant; only van_den_oord's checksums are checked."
+)
 _DATA_DIR = flags.DEFINE_string(
   "data_dir", None, "TFDS data directory (default: $MRFLAX_DATA_DIR or ~/tensorflow_datasets)."
 )
 _IDX = ("fashion_mnist", "mnist")
+_ALL = (*_IDX, "digits", "imagenet32")
 
 
 def main(argv: list[str]) -> None:
   if len(argv) != 2:
-    raise app.UsageError(f"name one dataset: {', '.join((*_IDX, 'digits'))}")
+    raise app.UsageError(f"name one dataset: {', '.join(_ALL)}")
   name = argv[1]
   data_dir = _DATA_DIR.value or data.default_data_dir()
   t0 = time.perf_counter()
@@ -41,10 +51,16 @@ def main(argv: list[str]) -> None:
     out = data.import_idx(name, source, data_dir=data_dir)
   elif name == "digits":
     out = data.import_digits(data_dir=data_dir)
+  elif name == "imagenet32":
+    if _SOURCE.value is None:
+      raise app.UsageError(
+        "--source (the folder with train_32x32.tar, valid_32x32.tar) is required"
+      )
+    out = data.import_imagenet32(_SOURCE.value, data_dir=data_dir, variant=_VARIANT.value)
   else:
     raise app.UsageError(
       f"no offline importer for {name!r}; choose from "
-      f"{', '.join((*_IDX, 'digits'))} (or call mrflax.data.import_arrays)"
+      f"{', '.join(_ALL)} (or call mrflax.data.import_arrays)"
     )
   sizes = {
     split: len(data.open_source(name, split, data_dir=data_dir))

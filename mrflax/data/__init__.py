@@ -4,7 +4,17 @@ Every dataset lives in one on-disk format, TFDS ``array_record`` under one data 
 (``$MRFLAX_DATA_DIR`` or ``~/tensorflow_datasets``), read without TensorFlow.
 """
 
-from mrflax.data.builders import import_arrays, import_digits, import_idx, read_idx, write_idx
+from mrflax.data.builders import (
+  IMAGENET_SHA256,
+  dataset_metadata,
+  import_arrays,
+  import_digits,
+  import_idx,
+  import_imagenet32,
+  read_idx,
+  sha256_file,
+  write_idx,
+)
 from mrflax.data.pipeline import array_source, eval_batches, per_process_batch, train_dataset
 from mrflax.data.preprocess import (
   VDVAE_INPUT_NORMALIZATION,
@@ -15,36 +25,56 @@ from mrflax.data.preprocess import (
   reduce_bits,
   to_target,
 )
-from mrflax.data.registry import DATASETS, DatasetSpec, get_spec
+from mrflax.data.registry import (
+  DATASETS,
+  DatasetSpec,
+  HeldOut,
+  get_spec,
+  shuffle_split,
+  tail_split,
+)
 from mrflax.data.sources import (
   DatasetNotFoundError,
+  IndexedSource,
   default_data_dir,
   find_dataset,
+  heldout_source,
   open_source,
+  original_positions,
   tfds_source,
 )
 
 __all__ = [
   "DATASETS",
+  "IMAGENET_SHA256",
   "VDVAE_INPUT_NORMALIZATION",
   "DatasetNotFoundError",
   "DatasetSpec",
+  "HeldOut",
+  "IndexedSource",
   "Preprocess",
   "array_source",
   "binarize",
+  "dataset_metadata",
   "default_data_dir",
   "eval_batches",
   "find_dataset",
   "get_spec",
+  "heldout_source",
   "import_arrays",
   "import_digits",
   "import_idx",
+  "import_imagenet32",
   "normalize_input",
   "open_source",
+  "original_positions",
   "pad_to",
   "per_process_batch",
   "read_idx",
   "reduce_bits",
+  "sha256_file",
+  "shuffle_split",
+  "tail_split",
   "tfds_source",
   "to_target",
   "train_dataset",

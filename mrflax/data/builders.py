@@ -6,7 +6,8 @@ Three sources, one on-disk format (read back by :func:`mrflax.data.open_source`)
   latter under ``/usr/share/datasets/fashion-mnist``): :func:`import_idx`. The dataset is written
   under its stock TFDS name and version, so readers cannot tell it from a TFDS download.
 * scikit-learn's bundled 8x8 digits: :func:`import_digits`.
-* in-memory uint8 arrays (e.g. a local ImageNet32 copy): :func:`import_arrays`.
+* in-memory uint8 arrays (e.g. a local CIFAR-10 copy): :func:`import_arrays`.
+* the van den Oord ImageNet 32x32 tar files, SHA-256 checked: :func:`import_imagenet32`.
 
 Images are stored PNG-encoded (``tfds.features.Image``, encoded with Pillow), exactly as the stock
 TFDS builders store them, so a stock reader decodes them.
@@ -15,11 +16,14 @@ TFDS builders store them, so a stock reader decodes them.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import json
 import os
 import pathlib
 import struct
-from collections.abc import Mapping
+import tarfile
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -111,8 +115,6 @@ def _write(
   description: str,
 ) -> pathlib.Path:
   """Writes ``splits`` (uint8 images [n, h, w, c], int labels [n]) as a TFDS dataset."""
-  import tensorflow_datasets as tfds  # heavy import, kept local
-
   first = next(iter(splits.values()))[0]
   shape = tuple(int(s) for s in first.shape[1:])
   for split, (images, labels) in splits.items():
@@ -124,6 +126,35 @@ def _write(
       )
     if len(labels) != len(images):
       raise ValueError(f"split {split!r}: {len(images)} images but {len(labels)} labels")
+
+  def examples(split):
+    images, labels = splits[split]
+    return ((_png(images[i]), int(labels[i])) for i in range(len(images)))
+
+  return _build(
+    name,
+    version,
+    {split: (lambda split=split: examples(split)) for split in splits},
+    data_dir,
+    shape=shape,
+    num_classes=num_classes,
+    description=description,
+  )
+
+
+def _build(
+  name: str,
+  version: str,
+  splits: Mapping[str, Callable[[], Iterator[tuple[bytes, int]]]],
+  data_dir: str | os.PathLike,
+  *,
+  shape: tuple[int, ...],
+  num_classes: int,
+  description: str,
+  metadata: dict | None = None,
+) -> pathlib.Path:
+  """Writes streams of (PNG bytes, label) as a TFDS dataset, in the order given."""
+  import tensorflow_datasets as tfds  # heavy import, kept local
 
   class _ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     VERSION = tfds.core.Version(version)
@@ -140,6 +171,7 @@ def _write(
         ),
         supervised_keys=("image", "label"),
         disable_shuffling=True,
+        metadata=tfds.core.MetadataDict(metadata) if metadata else None,
       )
 
     def _split_generators(self, dl_manager):
@@ -147,9 +179,8 @@ def _write(
       return {split: self._generate_examples(split) for split in splits}
 
     def _generate_examples(self, split):
-      images, labels = splits[split]
-      for i in range(len(images)):
-        yield i, {"image": _png(images[i]), "label": int(labels[i])}
+      for i, (png, label) in enumerate(splits[split]()):
+        yield i, {"image": png, "label": label}
 
   _ArrayBuilder.name = name
   builder = _ArrayBuilder(data_dir=os.fspath(data_dir), file_format="array_record")
@@ -269,3 +300,127 @@ def import_arrays(
     num_classes=num_classes,
     description=f"{name} imported from local arrays",
   )
+
+
+# ------------------------------------------------------------------------------------ ImageNet32
+#: SHA-256 of the van den Oord downsampled-ImageNet tar files, as recorded by TFDS's
+#: ``downsampled_imagenet`` builder (VDVAE_REFERENCE.md §10).
+IMAGENET_SHA256 = {
+  "train_32x32.tar": "244a323d48f8d72f65ad8b54658c01fed68d2d7bdc77ccb43da58c11e94224e5",
+  "valid_32x32.tar": "862e559462b24cf736212a19f6b0d47b55c2dc8ebdaa95ccecfe71260124c8f7",
+  "train_64x64.tar": "e2a2c1947a748d0d256e98e6d82800d855441dc9e4de2e71a773f1324c4524d7",
+  "valid_64x64.tar": "eeac03ec4f585baf871d2b4cb9c974bfe345e74878a74e5820fe6eb1041629cd",
+}
+VAN_DEN_OORD = "van_den_oord"
+IMAGENET32_FILES = {"train": "train_32x32.tar", "validation": "valid_32x32.tar"}
+
+
+def sha256_file(path: str | os.PathLike, *, block: int = 1 << 22) -> str:
+  """The SHA-256 hex digest of a file, read in blocks.
+
+  Examples:
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "abc.txt"
+    >>> _ = path.write_bytes(b"abc")
+    >>> sha256_file(path)[:16]
+    'ba7816bf8f01cfea'
+  """
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    while chunk := f.read(block):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def _tar_images(path: pathlib.Path, *, shape: tuple[int, int, int]) -> Iterator[tuple[bytes, int]]:
+  """The PNG images of a tar file in sorted member-name order, checked against ``shape``."""
+  from PIL import Image
+
+  with tarfile.open(path) as tar:
+    members = sorted(
+      (m for m in tar.getmembers() if m.isfile() and m.name.lower().endswith(".png")),
+      key=lambda m: m.name,
+    )
+    if not members:
+      raise ValueError(f"{path} holds no .png files")
+    for m in members:
+      raw = tar.extractfile(m).read()
+      with Image.open(io.BytesIO(raw)) as im:
+        if im.mode != "RGB":
+          im = im.convert("RGB")
+          raw = None
+        if im.size != (shape[1], shape[0]):
+          raise ValueError(f"{path}:{m.name} is {im.size[0]}x{im.size[1]}, expected {shape[:2]}")
+        png = raw if raw is not None else _png(np.asarray(im))
+      yield png, 0
+
+
+def import_imagenet32(
+  source: str | os.PathLike, *, data_dir: str | os.PathLike, variant: str = VAN_DEN_OORD
+) -> pathlib.Path:
+  """Imports the downsampled-ImageNet 32x32 tar files as the local dataset ``imagenet32``.
+
+  ``source`` holds ``train_32x32.tar`` and ``valid_32x32.tar`` (van den Oord et al.'s variant,
+  used by VDVAE). Their SHA-256 digests are checked against :data:`IMAGENET_SHA256` and other
+  files are refused, unless ``variant`` names a different variant (then nothing is checked and
+  the variant is recorded). Images are written in sorted file-name order (the reference used
+  unsorted ``glob`` order, which is not portable); VDVAE's held-out split (seed-42 permutation,
+  last 5,000 -> validation) is then the registry's ``vdvae_train`` / ``vdvae_valid``. The
+  variant, the file order and the digests are stored in the dataset's ``metadata.json``
+  (:func:`dataset_metadata`).
+
+  Args:
+    source: folder with the two tar files.
+    data_dir: TFDS data directory to write into.
+    variant: ``"van_den_oord"`` (checked) or the name of another variant (not checked).
+
+  Returns:
+    The dataset directory (``data_dir/mrflax_imagenet32/1.0.0``).
+
+  Raises:
+    FileNotFoundError: a tar file is missing.
+    ValueError: a checksum does not match (the message says how to import another variant).
+  """
+  spec = get_spec("imagenet32")
+  source = pathlib.Path(source)
+  paths = {split: source / name for split, name in IMAGENET32_FILES.items()}
+  for path in paths.values():
+    if not path.is_file():
+      raise FileNotFoundError(
+        f"{path} not found; expected {' and '.join(IMAGENET32_FILES.values())} in {source}"
+      )
+  digests = {path.name: sha256_file(path) for path in paths.values()}
+  if variant == VAN_DEN_OORD:
+    for file, digest in digests.items():
+      if digest != IMAGENET_SHA256[file]:
+        raise ValueError(
+          f"{source / file} has SHA-256 {digest}, not the van den Oord file's "
+          f"{IMAGENET_SHA256[file]}: it is another variant (e.g. the box-downsampled one) or a "
+          "damaged copy, and its NLLs are not comparable with VDVAE's. To import it anyway, "
+          "name its variant: import_imagenet32(..., variant='NAME')"
+        )
+  metadata = {
+    "variant": variant,
+    "file_order": "sorted by tar member name",
+    "sha256": digests,
+    "sha256_checked": variant == VAN_DEN_OORD,
+  }
+  return _build(
+    spec.local_name,
+    "1.0.0",
+    {
+      split: (lambda path=path: _tar_images(path, shape=spec.image_shape))
+      for split, path in paths.items()
+    },
+    data_dir,
+    shape=spec.image_shape,
+    num_classes=1,
+    description=f"downsampled ImageNet 32x32 ({variant}) from {source}, {json.dumps(metadata)}",
+    metadata=metadata,
+  )
+
+
+def dataset_metadata(path: str | os.PathLike) -> dict:
+  """The ``metadata.json`` an importer stored in a dataset directory (``{}`` if none)."""
+  f = pathlib.Path(path) / "metadata.json"
+  return json.loads(f.read_text()) if f.is_file() else {}

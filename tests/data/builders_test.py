@@ -84,3 +84,86 @@ def test_import_arrays_and_fallback_location(tmp_path):
     data.import_arrays("imagenet32", {"train": images[:, :16]}, data_dir=tmp_path)
   with pytest.raises(ValueError, match="unknown"):
     data.import_arrays("imagenet32", {"test": images}, data_dir=tmp_path)
+
+
+def _png_bytes(image):
+  import io
+
+  from PIL import Image
+
+  buf = io.BytesIO()
+  Image.fromarray(image).save(buf, format="PNG")
+  return buf.getvalue()
+
+
+def _write_tar(path, images, names):
+  import io
+  import tarfile
+
+  with tarfile.open(path, "w") as tar:
+    for image, name in zip(images, names, strict=True):
+      raw = _png_bytes(image)
+      info = tarfile.TarInfo(f"{path.stem}/{name}")
+      info.size = len(raw)
+      tar.addfile(info, io.BytesIO(raw))
+
+
+def test_import_imagenet32_checks_sums_sorts_and_splits(tmp_path, monkeypatch):
+  import dataclasses
+
+  rng = np.random.default_rng(3)
+  src = tmp_path / "src"
+  src.mkdir()
+  train = rng.integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+  train[:, 0, 0, 0] = np.arange(7)  # tag: rank of the file name
+  names = [f"{i:08d}.png" for i in range(7)]
+  shuffled = rng.permutation(7)  # members stored out of name order
+  _write_tar(src / "train_32x32.tar", train[shuffled], [names[i] for i in shuffled])
+  valid = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+  _write_tar(src / "valid_32x32.tar", valid, ["b.png", "a.png", "c.png"])
+
+  # not the van den Oord files: refused, with the way out in the message
+  with pytest.raises(ValueError, match=r"train_32x32\.tar has SHA-256 .* variant='NAME'"):
+    data.import_imagenet32(src, data_dir=tmp_path / "refused")
+  assert not (tmp_path / "refused" / "mrflax_imagenet32").exists()
+
+  # with the files' digests registered as the reference ones, the check passes
+  sums = {f: data.sha256_file(src / f) for f in ("train_32x32.tar", "valid_32x32.tar")}
+  monkeypatch.setitem(data.IMAGENET_SHA256, "train_32x32.tar", sums["train_32x32.tar"])
+  monkeypatch.setitem(data.IMAGENET_SHA256, "valid_32x32.tar", sums["valid_32x32.tar"])
+  out = data.import_imagenet32(src, data_dir=tmp_path / "tfds")
+  assert out == tmp_path / "tfds" / "mrflax_imagenet32" / "1.0.0"
+  meta = data.dataset_metadata(out)
+  assert meta["variant"] == "van_den_oord" and meta["sha256_checked"] and meta["sha256"] == sums
+  assert "sorted" in meta["file_order"]
+  src_train = data.open_source("imagenet32", "train", data_dir=tmp_path / "tfds")
+  for i in range(7):  # sorted file-name order, whatever the order in the tar
+    np.testing.assert_array_equal(src_train[i]["image"], train[i])
+  src_valid = data.open_source("imagenet32", "validation", data_dir=tmp_path / "tfds")
+  np.testing.assert_array_equal(src_valid[0]["image"], valid[1])  # "a.png" first
+
+  # VDVAE's split: seed-42 permutation of the sorted images, the last ones held out
+  spec = data.get_spec("imagenet32")
+  small = dataclasses.replace(spec.heldout, size=2)  # the real rule holds out 5,000
+  monkeypatch.setitem(data.DATASETS, "imagenet32", dataclasses.replace(spec, heldout=small))
+  perm = np.random.RandomState(42).permutation(7)
+  held = data.open_source("imagenet32", "vdvae_valid", data_dir=tmp_path / "tfds")
+  assert [int(held[i]["image"][0, 0, 0]) for i in range(2)] == perm[-2:].tolist()
+  assert len(data.open_source("imagenet32", "vdvae_train", data_dir=tmp_path / "tfds")) == 5
+
+
+def test_import_imagenet32_other_variant_and_missing_files(tmp_path):
+  src = tmp_path / "src"
+  src.mkdir()
+  with pytest.raises(FileNotFoundError, match=r"train_32x32\.tar not found"):
+    data.import_imagenet32(src, data_dir=tmp_path)
+  rng = np.random.default_rng(4)
+  _write_tar(src / "train_32x32.tar", rng.integers(0, 256, (2, 32, 32, 3), np.uint8), ["a", "b"])
+  _write_tar(src / "valid_32x32.tar", rng.integers(0, 256, (1, 16, 16, 3), np.uint8), ["a.png"])
+  with pytest.raises(ValueError, match=r"holds no \.png files"):  # named variant: no checksum
+    data.import_imagenet32(src, data_dir=tmp_path / "a", variant="box")
+  _write_tar(
+    src / "train_32x32.tar", rng.integers(0, 256, (2, 32, 32, 3), np.uint8), ["a.png", "b.png"]
+  )
+  with pytest.raises(ValueError, match=r"a\.png is 16x16"):
+    data.import_imagenet32(src, data_dir=tmp_path / "b", variant="box")
