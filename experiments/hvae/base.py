@@ -23,6 +23,8 @@ def base() -> ml_collections.ConfigDict:
   c.data.binarize = "none"  # none | dynamic | static
   c.data.pad_to = 0  # 0: no padding
   c.data.auto_import = False  # only datasets with an offline importer (digits)
+  c.data.train_split = ""  # "": the dataset's training split
+  c.data.valid_split = ""  # periodic evaluation; "": the held-out split if any, else the test one
 
   c.model = ml_collections.ConfigDict()
   c.model.preset = "digits8"
@@ -56,11 +58,14 @@ def base() -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 500
   c.train.keep_checkpoints = 3
   c.train.max_consecutive_skips = 100
+  c.train.eval_every = 0  # steps between validation ELBOs of the EMA model (keeps the best); 0: off
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 64
   c.eval.num_samples = 16
   c.eval.temperatures = (1.0, 0.9, 0.8, 0.7)
+  c.eval.iw_samples = 0  # K of the importance-weighted test bound; 0: off
+  c.eval.iw_chunk = 0  # samples per vmapped call (memory); 0: all K at once
   return c
 
 
@@ -86,6 +91,7 @@ def apply_variant(
     c.train.steps = 4
     c.train.log_every = 2
     c.train.checkpoint_every = 2
+    c.train.eval_every = 4
     c.train.steps_per_call = 1
     c.train.batch_size = 8
     c.optim.warmup_steps = 1

@@ -2,13 +2,17 @@
 
 ``train_and_evaluate(config, workdir)`` trains (resuming from ``workdir``), evaluates the EMA model
 on the test split, and writes into ``workdir``: ``config.json``, ``metrics.jsonl``,
-``checkpoints/``, ``eval.json``, ``samples.png`` (one row per temperature),
-``reconstructions.png``, ``kl_per_block.png`` and ``summary.json`` (final metrics, dataset
-provenance, parameter count and a digest of the final parameters).
+``checkpoints/`` (``checkpoints/best``: the best state by the periodic validation ELBO when
+``train.eval_every`` is set), TensorBoard event files, ``eval.json`` (test ELBO, per-block and
+per-resolution KL, and the importance-weighted bound when ``eval.iw_samples`` > 0),
+``samples.png`` (one row per temperature), ``reconstructions.png``, ``kl_per_block.png`` and
+``summary.json`` (final metrics, dataset provenance with the split rule, parameter count and a
+digest of the final parameters).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pathlib
@@ -23,7 +27,7 @@ from flax import nnx
 
 from mrflax import data, nn
 from mrflax import eval as mreval
-from mrflax.training import checkpoint, loop
+from mrflax.training import checkpoint, loop, sharding
 from mrflax.training.steps import StepConfig, Trainer
 
 
@@ -60,7 +64,23 @@ def loop_config(config: ml_collections.ConfigDict) -> loop.LoopConfig:
     keep_checkpoints=t.keep_checkpoints,
     max_consecutive_skips=t.max_consecutive_skips,
     seed=config.seed,
+    eval_every=t.eval_every,
+    eval_metric="loss",
   )
+
+
+def splits(config: ml_collections.ConfigDict) -> dict[str, str]:
+  """The split names a run uses: ``train``, ``valid`` (periodic evaluation) and ``eval``.
+
+  ``data.train_split`` / ``data.valid_split`` override the dataset's defaults (the stored
+  training split; the held-out split if the dataset defines one, else the evaluation split).
+  """
+  spec = data.get_spec(config.data.name)
+  return {
+    "train": config.data.get("train_split") or spec.train_split,
+    "valid": config.data.get("valid_split") or spec.valid_split,
+    "eval": spec.eval_split,
+  }
 
 
 def open_split(config: ml_collections.ConfigDict, split: str):
@@ -77,22 +97,129 @@ def open_split(config: ml_collections.ConfigDict, split: str):
     return data.open_source(d.name, split, data_dir=d.data_dir)
 
 
+def open_splits(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Sources of every split the run uses, by split name."""
+  return {name: open_split(config, name) for name in dict.fromkeys(splits(config).values())}
+
+
 def provenance(config: ml_collections.ConfigDict, sources: dict[str, Any]) -> dict[str, Any]:
   spec = data.get_spec(config.data.name)
+  used = splits(config)
+  heldout = spec.heldout if spec.heldout and set(spec.heldout.names) & set(used.values()) else None
+  try:
+    stored = data.dataset_metadata(
+      data.find_dataset(config.data.name, data_dir=config.data.data_dir)
+    )
+  except data.DatasetNotFoundError:
+    stored = {}
   return {
     "dataset": config.data.name,
     "tfds_name": spec.tfds_name,
     "version": spec.version,
+    "variant": stored.get("variant", spec.variant),
+    "dataset_metadata": stored,
     "data_dir": str(config.data.data_dir),
     "bits": config.data.bits,
     "binarize": config.data.binarize,
     "pad_to": config.data.pad_to,
     "splits": {k: len(v) for k, v in sources.items()},
+    "roles": used,
+    "split_rule": heldout.rule if heldout else "the dataset's stored splits",
   }
 
 
 def hvae_loss(model, batch, key):
   return model.loss(batch["image"], batch["target"], key)
+
+
+# -------------------------------------------------------------------------------------- evaluation
+@functools.cache
+def _terms_jit():
+  """One jitted ELBO-terms function (the model is an argument: compiled once per batch shape)."""
+  return jax.jit(mreval.hvae_terms)
+
+
+@functools.cache
+def _log_weights_jit(num_samples: int, chunk: int | None):
+  return jax.jit(functools.partial(mreval.hvae_log_weights, num_samples=num_samples, chunk=chunk))
+
+
+def eval_mesh(batch_size: int):
+  """All devices when the evaluation batch splits over them (single process), else none."""
+  if jax.process_count() > 1 or batch_size % jax.device_count():
+    return None
+  return sharding.make_mesh()
+
+
+def _on(model, mesh):
+  """The model replicated on ``mesh`` (a no-op for a model already there, e.g. from ``fit``)."""
+  return model if mesh is None else jax.device_put(model, sharding.replicated(mesh))
+
+
+def evaluate_split(config, spec, model, source, *, key) -> mreval.ElboResult:
+  """The negative ELBO of ``model`` over every example of ``source`` (sharded, masked)."""
+  prep = preprocess(config)
+  batches = data.eval_batches(
+    source,
+    batch_size=config.eval.batch_size,
+    preprocess=prep,
+    seed=config.seed,
+    process_index=0,
+    process_count=1,
+  )
+  terms = _terms_jit()
+  mesh = eval_mesh(config.eval.batch_size)
+  model = _on(model, mesh)
+  return mreval.evaluate_elbo(
+    lambda batch, k: terms(model, batch, k),
+    batches,
+    key=key,
+    data_dims=spec.data_dims,
+    resolutions=[r for r, _ in spec.dec_pairs],
+    mesh=mesh,
+  )
+
+
+def evaluate_iw_split(config, spec, model, source, *, key) -> mreval.IwResult:
+  """The importance-weighted bound with ``eval.iw_samples`` samples, ``eval.iw_chunk`` at once."""
+  k = int(config.eval.iw_samples)
+  chunk = int(config.eval.iw_chunk) or None
+  batches = data.eval_batches(
+    source,
+    batch_size=config.eval.batch_size,
+    preprocess=preprocess(config),
+    seed=config.seed,
+    process_index=0,
+    process_count=1,
+  )
+  log_w = _log_weights_jit(k, chunk)
+  mesh = eval_mesh(config.eval.batch_size)
+  model = _on(model, mesh)
+  return mreval.evaluate_iw(
+    lambda batch, key: log_w(model, batch, key),
+    batches,
+    key=key,
+    data_dims=spec.data_dims,
+    chunk=chunk,
+    mesh=mesh,
+  )
+
+
+def periodic_eval_fn(config, spec, source):
+  """``fit``'s ``eval_fn``: the validation ELBO of the EMA model (same key every time)."""
+
+  def eval_fn(model) -> dict[str, float]:
+    res = evaluate_split(config, spec, model, source, key=jax.random.key(config.seed + 3))
+    return {
+      "loss": res.nats_per_dim,
+      "bits_per_dim": res.bits_per_dim,
+      "nats_per_image": res.nats_per_image,
+      "distortion": res.distortion,
+      "rate": res.rate,
+      **{f"kl_res{r}": v for r, v in res.kl_per_resolution.items()},
+    }
+
+  return eval_fn
 
 
 # ------------------------------------------------------------------------------------------ modes
@@ -117,14 +244,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     f"{jax.device_count()} device(s)",
     flush=True,
   )
-  sources = {s: open_split(config, s) for s in data.get_spec(config.data.name).splits}
-  train_split = data.get_spec(config.data.name).train_split
+  sources = open_splits(config)
+  roles = splits(config)
   prep = preprocess(config)
   train_iter = iter(
     data.train_dataset(
-      sources[train_split], global_batch=config.train.batch_size, seed=config.seed, preprocess=prep
+      sources[roles["train"]],
+      global_batch=config.train.batch_size,
+      seed=config.seed,
+      preprocess=prep,
     )
   )
+  if config.train.eval_every:
+    print(
+      f"[hvae] evaluating the EMA model on split {roles['valid']!r} every "
+      f"{config.train.eval_every} steps",
+      flush=True,
+    )
   result = loop.fit(
     model_fn=lambda rngs: nn.HVAE(spec, rngs=rngs),
     loss_fn=hvae_loss,
@@ -133,12 +269,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     train_iter=train_iter,
     workdir=str(work),
     config=json.loads(config.to_json()),
+    eval_fn=periodic_eval_fn(config, spec, sources[roles["valid"]])
+    if config.train.eval_every
+    else None,
   )
   if result.preempted:
     return {"preempted": True, "step": int(result.state.step)}
   summary = _evaluate_and_draw(config, spec, result.trainer, result.state, sources, work)
   summary.update(
     train_metrics=result.metrics,
+    last_valid_eval=result.eval_metrics,
+    best_valid_loss=result.best_eval,
     compile_s=result.compile_s,
     resumed_from=result.resumed_from,
     params=counts.total,
@@ -166,6 +307,21 @@ def _report(summary, work):
     f"(distortion {e['distortion']:.4f} + rate {e['rate']:.4f} nats/dim)",
     flush=True,
   )
+  if e.get("bits_per_resolution"):
+    per_res = ", ".join(f"{r}: {v:.4f}" for r, v in e["bits_per_resolution"].items())
+    print(f"[hvae] KL per resolution (bits/dim): {per_res}", flush=True)
+  iw = e.get("iw")
+  if iw:
+    iw_unit = (
+      f"{iw['nats_per_image']:.2f} nats/image"
+      if summary["provenance"]["binarize"] != "none"
+      else f"{iw['bits_per_dim']:.4f} bits/dim"
+    )
+    print(
+      f"[hvae] test importance-weighted bound (K={iw['num_samples']}, chunk {iw['chunk']}): "
+      f"{iw_unit} (mean ESS {iw['ess']:.1f})",
+      flush=True,
+    )
   print(
     f"[hvae] wrote {work}/samples.png, reconstructions.png, kl_per_block.png, summary.json",
     flush=True,
@@ -174,27 +330,21 @@ def _report(summary, work):
 
 def _evaluate_and_draw(config, spec, trainer, state, sources, work) -> dict[str, Any]:
   ema_model = trainer.model(state, ema=True)
-  eval_split = data.get_spec(config.data.name).eval_split
-  prep = preprocess(config)
-
-  @jax.jit
-  def terms(batch, key):
-    return mreval.hvae_terms(ema_model, batch, key)
-
-  batches = data.eval_batches(
-    sources[eval_split],
-    batch_size=config.eval.batch_size,
-    preprocess=prep,
-    seed=config.seed,
-    process_index=0,
-    process_count=1,
+  eval_split = splits(config)["eval"]
+  res = evaluate_split(
+    config, spec, ema_model, sources[eval_split], key=jax.random.key(config.seed + 1)
   )
-  res = mreval.evaluate_elbo(
-    terms, batches, key=jax.random.key(config.seed + 1), data_dims=spec.data_dims
-  )
-  (work / "eval.json").write_text(json.dumps(res.to_dict(), indent=1) + "\n")
-  _draw(config, spec, ema_model, sources[eval_split], prep, res, work)
-  return {"eval": res.to_dict()}
+  out = res.to_dict()
+  if config.eval.iw_samples:
+    t0 = time.perf_counter()
+    iw = evaluate_iw_split(
+      config, spec, ema_model, sources[eval_split], key=jax.random.key(config.seed + 4)
+    )
+    out["iw"] = dict(iw.to_dict(), wall_s=time.perf_counter() - t0)
+  out["split"] = eval_split
+  (work / "eval.json").write_text(json.dumps(out, indent=1) + "\n")
+  _draw(config, spec, ema_model, sources[eval_split], preprocess(config), res, work)
+  return {"eval": out}
 
 
 def _images(spec, x):
@@ -263,7 +413,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Evaluates the newest checkpoint in ``workdir`` (EMA) and redraws the pictures."""
   work = pathlib.Path(workdir)
   spec, trainer, restored = _restore(config, work)
-  sources = {s: open_split(config, s) for s in data.get_spec(config.data.name).splits}
+  sources = open_splits(config)
   summary = _evaluate_and_draw(config, spec, trainer, restored.state, sources, work)
   summary["step"] = restored.step
   summary["provenance"] = provenance(config, sources)

