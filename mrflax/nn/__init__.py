@@ -1,6 +1,6 @@
 """Flax NNX modules: the VDVAE-exact HVAE, weight-shared HVAEs, U-Nets and BP-aligned networks."""
 
-from mrflax.nn import convert, presets
+from mrflax.nn import conv_ops, convert, presets
 from mrflax.nn.blockstr import parse_block_string, parse_width_string
 from mrflax.nn.convert import from_vdvae_state_dict, state_dict_shapes, to_vdvae_state_dict
 from mrflax.nn.euler_view import BlockSDE, decblock_as_sde
@@ -9,30 +9,37 @@ from mrflax.nn.presets import ParamCount, count_params, count_params_full, from_
 from mrflax.nn.scan import EXEC_MODES, run_program
 from mrflax.nn.unet import UNet, UNetFeatures, haar_unet
 from mrflax.nn.vdvae import (
+  COMPONENTS,
   HVAE,
+  BlockStep,
   DecBlock,
   Decoder,
   DecoderOutput,
   Encoder,
   HVAESpec,
+  JoinedBlock,
   pad_channels,
 )
 
 __all__ = [
+  "COMPONENTS",
   "EXEC_MODES",
   "HVAE",
   "Block",
   "BlockSDE",
+  "BlockStep",
   "DecBlock",
   "Decoder",
   "DecoderOutput",
   "Encoder",
   "FiLM",
   "HVAESpec",
+  "JoinedBlock",
   "ParamCount",
   "UNet",
   "UNetFeatures",
   "conv",
+  "conv_ops",
   "convert",
   "count_params",
   "count_params_full",

@@ -24,8 +24,12 @@ _NCHW_TO_NHWC = (0, 2, 3, 1)
 
 
 def _check_convertible(spec: HVAESpec) -> None:
-  if spec.share != 1 or spec.time_embedding:
-    raise ValueError("only unshared models without time embedding have a VDVAE state dict")
+  if spec.share != 1 or spec.time_embedding or spec.shared_sigma or spec.step_size != "absorbed":
+    raise ValueError(
+      "only unshared models without time embedding, shared_sigma or explicit step size have a "
+      f"VDVAE state dict (got share={spec.share!r}, time_embedding={spec.time_embedding}, "
+      f"shared_sigma={spec.shared_sigma}, step_size={spec.step_size!r})"
+    )
 
 
 def _block_entries(prefix, path, i_ch, mid, o_ch, k):

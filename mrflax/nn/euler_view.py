@@ -8,7 +8,11 @@ in posterior mode) and any :math:`\Delta t > 0`:
   F(H) = R(H)/\Delta t,
 
 with :math:`(\mu, \sigma) = (\mu_q, \sigma_q)` (posterior) or :math:`(\mu_p, \tau\sigma_p)`
-(prior at temperature :math:`\tau`) and :math:`R(H) = \text{resnet}(H) - H`.
+(prior at temperature :math:`\tau`) and :math:`R(H) = \text{resnet}(H) - H`. In explicit
+step-size mode (``step_size="explicit"``) the block's own :math:`\Delta t = 1/N` is built into
+:math:`\mu, A, a, \Delta_p, R`, and with ``dt`` equal to it the fields :math:`f, g, F` are the
+:math:`\Delta t`-free networks :math:`\tilde\delta_p + \tilde A m + \tilde a`,
+:math:`\tilde A\,\mathrm{diag}\,\sigma`, :math:`\tilde R`.
 """
 
 from __future__ import annotations
@@ -77,18 +81,18 @@ def decblock_as_sde(
     mean, logstd = p["q_mean"], p["q_logstd"]
   else:
     mean, logstd = p["p_mean"], p["p_logstd"] + math.log(temperature)
-  kernel = block.z_proj.kernel[...]  # [1, 1, z, w]
+  proj_matrix, proj_bias = block.projection()  # [z, w], [w]; explicit mode: scaled by dt
   f, g = hvae_block_fields(
     delta_p=p["h_prior"],
     mean=mean,
     logstd=logstd,
-    proj_matrix=kernel[0, 0],
-    proj_bias=block.z_proj.bias[...],
+    proj_matrix=proj_matrix,
+    proj_bias=proj_bias,
     dt=dt,
   )
 
   def residual_drift(x: Array) -> Array:
-    return (block.resnet(x) - x) / dt
+    return (block.residual_step(x) - x) / dt
 
   return BlockSDE(drift=f, diffusion=g, residual_drift=residual_drift, dt=dt)
 

@@ -13,7 +13,11 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
+from mrflax.nn import conv_ops
 from mrflax.wavelets import project
+
+CONV_BACKWARDS = ("xla", "custom")
+PRECISIONS = (None, "default", "high", "highest")
 
 torch_conv_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
@@ -44,6 +48,8 @@ def conv(
   scale: float = 1.0,
   zero: bool = False,
   param_dtype=jnp.float32,
+  conv_backward: str = "xla",
+  precision: str | None = None,
 ) -> nnx.Conv:
   """A 'SAME'-padded stride-1 conv with PyTorch's init, zero bias, weights times ``scale``.
 
@@ -55,6 +61,11 @@ def conv(
     scale: factor applied to the initial kernel (VDVAE's :math:`\\sqrt{1/N}` scalings).
     zero: zero-initialise the kernel (VDVAE's ``zero_weights``).
     param_dtype: parameter dtype.
+    conv_backward: ``"xla"`` (JAX's automatic VJP) or ``"custom"``
+      (:func:`mrflax.nn.conv_ops.conv2d_same`: same forward and gradients, a backward pass that
+      XLA:CPU runs fast inside ``lax.scan``).
+    precision: ``lax`` precision of the convolution (``None``/``"default"``, ``"high"``,
+      ``"highest"``); matters on TPU and for bf16/tf32 paths on GPU.
 
   Returns:
     An ``nnx.Conv`` (kernel HWIO).
@@ -65,6 +76,7 @@ def conv(
     >>> c.kernel.shape, float(abs(c.kernel[...]).max()) <= 1 / 6
     ((3, 3, 4, 8), True)
   """
+  check_conv_options(conv_backward=conv_backward, precision=precision)
   if zero:
     kernel_init = nnx.initializers.zeros_init()
   elif scale != 1.0:
@@ -82,9 +94,25 @@ def conv(
     kernel_init=kernel_init,
     bias_init=nnx.initializers.zeros_init(),
     param_dtype=param_dtype,
+    precision=None if precision is None else jax.lax.Precision(precision.upper()),
+    conv_general_dilated=(
+      conv_ops.conv_general_dilated if conv_backward == "custom" else jax.lax.conv_general_dilated
+    ),
     rngs=rngs,
   )
   return c
+
+
+def check_conv_options(*, conv_backward: str, precision: str | None) -> None:
+  """Validates the convolution knobs (:data:`CONV_BACKWARDS`, :data:`PRECISIONS`).
+
+  Examples:
+    >>> check_conv_options(conv_backward="custom", precision="highest")
+  """
+  if conv_backward not in CONV_BACKWARDS:
+    raise ValueError(f"conv_backward must be one of {CONV_BACKWARDS}, got {conv_backward!r}")
+  if precision not in PRECISIONS:
+    raise ValueError(f"conv precision must be one of {PRECISIONS}, got {precision!r}")
 
 
 def sinusoidal_embedding(
@@ -178,21 +206,18 @@ class Block(nnx.Module):
     film_features: int = 0,
     rngs: nnx.Rngs,
     param_dtype=jnp.float32,
+    conv_backward: str = "xla",
+    precision: str | None = None,
   ):
     if residual and in_features != out_features:
       raise ValueError(f"residual block needs in == out, got {in_features} != {out_features}")
     k = 3 if use_3x3 else 1
-    self.c1 = conv(in_features, mid_features, kernel_size=1, rngs=rngs, param_dtype=param_dtype)
-    self.c2 = conv(mid_features, mid_features, kernel_size=k, rngs=rngs, param_dtype=param_dtype)
-    self.c3 = conv(mid_features, mid_features, kernel_size=k, rngs=rngs, param_dtype=param_dtype)
+    ckw = dict(rngs=rngs, param_dtype=param_dtype, conv_backward=conv_backward, precision=precision)
+    self.c1 = conv(in_features, mid_features, kernel_size=1, **ckw)
+    self.c2 = conv(mid_features, mid_features, kernel_size=k, **ckw)
+    self.c3 = conv(mid_features, mid_features, kernel_size=k, **ckw)
     self.c4 = conv(
-      mid_features,
-      out_features,
-      kernel_size=1,
-      rngs=rngs,
-      zero=zero_last,
-      scale=last_scale,
-      param_dtype=param_dtype,
+      mid_features, out_features, kernel_size=1, zero=zero_last, scale=last_scale, **ckw
     )
     self.film = (
       FiLM(in_features=film_features, features=mid_features, rngs=rngs, param_dtype=param_dtype)
@@ -203,8 +228,13 @@ class Block(nnx.Module):
     self.down_rate = down_rate
 
   def __call__(
-    self, x: Float[Array, "b h w ci"], emb: Float[Array, " e"] | None = None
+    self,
+    x: Float[Array, "b h w ci"],
+    emb: Float[Array, " e"] | None = None,
+    *,
+    residual_scale: float | Float[Array, ""] | None = None,
   ) -> Float[Array, "b ho wo co"]:
+    """``x + s * h`` (residual; ``s = residual_scale``, default 1) or ``h``, then pooling."""
     h = self.c1(gelu(x))
     if self.film is not None:
       if emb is None:
@@ -213,6 +243,10 @@ class Block(nnx.Module):
     h = self.c2(gelu(h))
     h = self.c3(gelu(h))
     h = self.c4(gelu(h))
+    if residual_scale is not None:
+      if not self.residual:
+        raise ValueError("residual_scale needs a residual block")
+      h = h * residual_scale
     y = x + h if self.residual else h
     if self.down_rate is not None:
       y = project(y, levels=int(math.log2(self.down_rate)), ndim=2)

@@ -189,7 +189,8 @@ class ParamCount:
     total: distinct parameters.
     encoder: encoder parameters.
     decoder: decoder parameters (cells, start states, gain/bias, output head).
-    decoder_cells: parameters of the distinct decoder cells.
+    decoder_cells: parameters of the decoder blocks (the distinct cells, plus the per-application
+      parts under a component mask).
     n_applications: number of top-down block applications ``N_app``.
     n_cells: number of distinct decoder cells.
   """
@@ -249,10 +250,9 @@ def count_params(spec: HVAESpec) -> ParamCount:
   cell_res: dict[int, int] = {}
   for i, c in enumerate(spec.dec_program):
     cell_res.setdefault(c, spec.dec_pairs[i][0])
-  cells = 0
-  for c in range(spec.n_cells):
-    r = cell_res[c]
-    cells += _shape_count(
+
+  def dec_count(r: int, components: tuple[str, ...]) -> int:
+    return _shape_count(
       "dec",
       res=min(r, 3),  # only r > 2 matters for shapes
       width=spec.width_at(r),
@@ -260,7 +260,13 @@ def count_params(spec: HVAESpec) -> ParamCount:
       n_blocks=1,
       bottleneck_multiple=spec.bottleneck_multiple,
       film_features=film,
+      components=components,
+      shared_sigma=spec.shared_sigma,
     )
+
+  cells = sum(dec_count(cell_res[c], spec.shared_parts) for c in range(spec.n_cells))
+  if spec.own_parts:  # a component mask: the unshared parts exist once per application
+    cells += sum(dec_count(r, spec.own_parts) for r, _ in spec.dec_pairs)
   dec = cells + sum(r * r * spec.width_at(r) for r in spec.bias_resolutions)
   dec += 2 * spec.width + spec.width * spec.out_channels + spec.out_channels
   return ParamCount(
@@ -284,6 +290,8 @@ def count_params_full(spec: HVAESpec) -> ParamCount:
   enc = _size(nnx.state(model.encoder, nnx.Param))
   dec = _size(nnx.state(model.decoder, nnx.Param))
   cells = _size(nnx.state(model.decoder.dec_blocks, nnx.Param))
+  if model.decoder.dec_own is not None:
+    cells += _size(nnx.state(model.decoder.dec_own, nnx.Param))
   return ParamCount(
     total=enc + dec,
     encoder=enc,

@@ -56,6 +56,7 @@ def run_program(
   *,
   mode: str = "unroll",
   unroll: int = 1,
+  per_step: Sequence[nnx.Module] | None = None,
 ) -> tuple[Any, Any]:
   r"""Applies ``cells[cell_ids[i]]`` for ``i = 0..n-1`` as ``carry, y_i = step(cell, carry, x_i)``.
 
@@ -73,6 +74,9 @@ def run_program(
     xs: per-step inputs (pytree, leading axis ``n``), or ``None``.
     mode: ``"unroll"``, ``"scan"`` or ``"remat"``.
     unroll: ``lax.scan``'s ``unroll`` (scan modes only).
+    per_step: optional modules, one per application (unshared parts of a partly shared cell;
+      same structure for scan modes). ``step`` then receives the pair
+      ``(cells[cell_ids[i]], per_step[i])`` as its first argument.
 
   Returns:
     ``(carry, ys)``.
@@ -94,15 +98,29 @@ def run_program(
     raise ValueError("run_program needs at least one application")
   if any(not 0 <= c < len(cells) for c in cell_ids):
     raise ValueError(f"cell_ids {tuple(cell_ids)} out of range for {len(cells)} cells")
+  if per_step is not None and len(per_step) != n:
+    raise ValueError(f"per_step needs one module per application ({n}), got {len(per_step)}")
   if mode == "unroll" or n == 1:
     ys = []
     for i, c in enumerate(cell_ids):
       x_i = jax.tree_util.tree_map(lambda a, i=i: a[i], xs)
-      carry, y = step(cells[c], carry, x_i)
+      cell = cells[c] if per_step is None else (cells[c], per_step[i])
+      carry, y = step(cell, carry, x_i)
       ys.append(y)
     return carry, _stack(ys)
   distinct = sorted(set(cell_ids))
   graphdef, params0, rest = nnx.split(cells[distinct[0]], nnx.Param, ...)
+  if per_step is None:
+    own = None
+  else:
+    own_graphdef, own0, own_rest = nnx.split(per_step[0], nnx.Param, ...)
+    own_list = [own0]
+    for m in per_step[1:]:
+      g, p, _ = nnx.split(m, nnx.Param, ...)
+      if g != own_graphdef:
+        raise ValueError("per_step modules differ in structure; cannot scan them")
+      own_list.append(p)
+    own = _stack(own_list)
   if len(distinct) == 1:
 
     def get_params(idx):
@@ -125,10 +143,12 @@ def run_program(
     local = jnp.asarray([distinct.index(c) for c in cell_ids], jnp.int32)
 
   def body(carry, inp):
-    idx, x_i = inp
+    idx, own_i, x_i = inp
     cell = nnx.merge(graphdef, get_params(idx), rest, copy=True)
+    if own_i is not None:
+      cell = (cell, nnx.merge(own_graphdef, own_i, own_rest, copy=True))
     return step(cell, carry, x_i)
 
   if mode == "remat":
     body = jax.checkpoint(body)
-  return jax.lax.scan(body, carry, (local, xs), length=n, unroll=unroll)
+  return jax.lax.scan(body, carry, (local, own, xs), length=n, unroll=unroll)

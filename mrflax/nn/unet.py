@@ -21,6 +21,36 @@ from mrflax.nn.layers import FiLM, conv, gelu, sinusoidal_embedding
 from mrflax.wavelets import detail, embed, project
 
 POOLINGS = ("avg", "max", "conv")
+SKIP_MODES = ("full", "detail", "approx", "none")
+"""What the skip carries (THEORY.md §3.3 U2): ``h``, ``Q h``, ``ι P h`` or zeros."""
+
+
+def transform_skip(h: Float[Array, "b h w c"], mode: str) -> Float[Array, "b h w c"]:
+  r"""The U2 skip variants: full :math:`h`, detail-only :math:`Qh = h - \iota P h`,
+  approximation-only :math:`\iota P h`, or none (zeros).
+
+  Args:
+    h: skip tensor at level :math:`j` (even sides).
+    mode: one of :data:`SKIP_MODES`.
+
+  Returns:
+    The transformed skip, same shape.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> h = jnp.arange(4.0).reshape(1, 2, 2, 1)
+    >>> (transform_skip(h, "detail") + transform_skip(h, "approx") == h).all().item()
+    True
+  """
+  if mode == "full":
+    return h
+  if mode == "detail":
+    return detail(h, ndim=2)
+  if mode == "approx":
+    return embed(project(h, ndim=2), ndim=2)
+  if mode == "none":
+    return jnp.zeros_like(h)
+  raise ValueError(f"skip mode must be one of {SKIP_MODES}, got {mode!r}")
 
 
 def haar_unet(
@@ -93,7 +123,7 @@ class UNetFeatures:
 
 
 class UNet(nnx.Module):
-  """A configurable U-Net (NHWC).
+  r"""A configurable U-Net (NHWC).
 
   Levels: ``widths[j]`` is the width at level ``j`` (finest first); ``len(widths) - 1``
   downsamplings, the last width is the bottleneck's. Down: ``avg`` (average pooling, the Haar
@@ -101,7 +131,10 @@ class UNet(nnx.Module):
   upsampling followed by a 1x1 convolution (which keeps :math:`c_j` piecewise constant). Dec:
   1x1 conv of ``concat([c, h])`` (or of ``c`` alone without skips), then a residual block.
   Optional noise-level conditioning: sinusoidal features of the noise level through zero-init FiLM
-  in every residual block.
+  in every residual block. ``skip_mode`` (THEORY.md §3.3 U2) chooses what the skips carry:
+  ``"full"`` :math:`h_j`, ``"detail"`` :math:`Q h_j`, ``"approx"`` :math:`\iota P h_j` or
+  ``"none"`` (zeros); it can be overridden per call (test-time replacement, protocol (a)) for
+  every level or per level. ``skips=False`` removes the skip inputs from the architecture.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -120,18 +153,22 @@ class UNet(nnx.Module):
     widths: Sequence[int],
     pooling: str = "avg",
     skips: bool = True,
+    skip_mode: str = "full",
     noise_conditioning: bool = False,
     emb_frequencies: int = 8,
     rngs: nnx.Rngs,
   ):
     if pooling not in POOLINGS:
       raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if skip_mode not in SKIP_MODES:
+      raise ValueError(f"skip_mode must be one of {SKIP_MODES}, got {skip_mode!r}")
     widths = tuple(int(w) for w in widths)
     if len(widths) < 2 or min(widths) < 1:
       raise ValueError(f"widths needs >= 2 positive entries (levels + bottleneck), got {widths}")
     self.widths = widths
     self.pooling = pooling
     self.skips = skips
+    self.skip_mode = skip_mode
     self.emb_frequencies = emb_frequencies if noise_conditioning else 0
     e = 2 * self.emb_frequencies
     n = len(widths) - 1
@@ -184,13 +221,17 @@ class UNet(nnx.Module):
     noise_level: Float[Array, " b"] | None = None,
     *,
     return_features: bool = False,
+    skip_mode: str | Sequence[str] | None = None,
   ) -> Array | tuple[Array, UNetFeatures]:
     """Applies the U-Net; with ``return_features`` also the per-level tensors.
 
     Args:
       x: images ``[b, h, w, c]`` with sides divisible by ``2**levels``.
       noise_level: ``[b]`` noise levels (required iff the net is noise-conditioned).
-      return_features: also return :class:`UNetFeatures`.
+      return_features: also return :class:`UNetFeatures` (``skips`` are the untransformed
+        :math:`h_j`).
+      skip_mode: override the skip variant for this call: one mode, or one per level (finest
+        first).
     """
     n = len(self.widths) - 1
     if x.ndim != 4 or x.shape[1] % 2**n or x.shape[2] % 2**n:
@@ -200,7 +241,10 @@ class UNet(nnx.Module):
       if noise_level is None or noise_level.shape != (x.shape[0],):
         raise ValueError("a noise-conditioned U-Net needs noise_level of shape [batch]")
       emb = sinusoidal_embedding(noise_level, num_frequencies=self.emb_frequencies)
-    n = len(self.widths) - 1
+    modes = self.skip_mode if skip_mode is None else skip_mode
+    modes = (modes,) * n if isinstance(modes, str) else tuple(modes)
+    if len(modes) != n or any(m not in SKIP_MODES for m in modes):
+      raise ValueError(f"skip_mode must be one of {SKIP_MODES} or {n} of them, got {skip_mode!r}")
     v = self.stem(x)
     skips, downs = [], []
     for j in range(n):
@@ -213,7 +257,7 @@ class UNet(nnx.Module):
     for j in reversed(range(n)):
       c = self.up[j](embed(v, ndim=2))
       coarse[j] = c
-      inp = jnp.concatenate([c, skips[j]], axis=-1) if self.skips else c
+      inp = jnp.concatenate([c, transform_skip(skips[j], modes[j])], axis=-1) if self.skips else c
       v = self.dec[j](self.merge[j](inp), emb)
     y = self.head(v)
     if return_features:

@@ -17,7 +17,7 @@ import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,16 +27,20 @@ from jaxtyping import Array, Float, Key
 
 from mrflax import likelihoods as lk
 from mrflax.nn import blockstr
-from mrflax.nn.layers import Block, conv, sinusoidal_embedding
+from mrflax.nn.layers import Block, check_conv_options, conv, sinusoidal_embedding
 from mrflax.nn.scan import check_mode, run_program
 from mrflax.wavelets import embed
 
 LIKELIHOODS = ("dmol", "bernoulli", "logistic")
+COMPONENTS = ("posterior", "prior", "z_proj", "residual")
+"""Sub-networks of a decoder block (THEORY.md §5.3 item 2), VDVAE's ``enc/prior/z_proj/resnet``."""
+_COMPONENT_ATTRS = {"posterior": "enc", "prior": "prior", "z_proj": "z_proj", "residual": "resnet"}
+STEP_SIZES = ("absorbed", "explicit")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class HVAESpec:
-  """Model specification of a (possibly weight-shared) VDVAE-style HVAE.
+  r"""Model specification of a (possibly weight-shared) VDVAE-style HVAE.
 
   Attributes:
     image_size: side length of the square images.
@@ -53,12 +57,25 @@ class HVAESpec:
     bits: bit depth of DMoL / logistic targets (8, or 5 = VDVAE's low-bit mode).
     crop: pixels per side excluded from the likelihood (e.g. 2 for MNIST padded to 32).
     share: sharing group size ``k`` (1 = unshared VDVAE) or ``"full"``.
+    share_components: which sub-networks of a decoder block are shared when ``share != 1``
+      (subset of :data:`COMPONENTS`); the others exist once per application.
+    step_size: ``"absorbed"`` (VDVAE: the step size is hidden in the weights) or ``"explicit"``
+      (THEORY.md §4.3: means times :math:`\sqrt{\Delta t}`, prior increment, latent bias and
+      residual times :math:`\Delta t`, latent projection times :math:`\sqrt{\Delta t}`, with
+      :math:`\Delta t = 1/N_{app}`; the number of applications can then change at fixed
+      parameters).
+    shared_sigma: the posterior outputs a mean only and uses the prior's standard deviation
+      (the variance-mismatch KL term vanishes).
     time_embedding: feed sinusoidal time features via zero-initialised FiLM to every sub-network.
     time_frequencies: number of frequencies ``K`` of the time embedding.
     time_local: time within the resolution, ``(j + 1/2)/n_r``, instead of global ``(i + 1/2)/N``.
     exec_mode: default execution mode, ``"unroll"``, ``"scan"`` or ``"remat"``.
     exec_overrides: per-resolution modes, ``((res, mode), ...)``.
     scan_unroll: ``lax.scan``'s ``unroll`` in scan modes.
+    conv_backward: ``"xla"`` or ``"custom"`` (:mod:`mrflax.nn.conv_ops`: same numbers, a backward
+      pass that XLA:CPU runs fast inside ``lax.scan``).
+    conv_precision: ``lax`` precision of every convolution (``None``, ``"default"``, ``"high"``,
+      ``"highest"``).
   """
 
   image_size: int
@@ -75,12 +92,17 @@ class HVAESpec:
   bits: int = 8
   crop: int = 0
   share: int | str = 1
+  share_components: tuple[str, ...] = COMPONENTS
+  step_size: str = "absorbed"
+  shared_sigma: bool = False
   time_embedding: bool = False
   time_frequencies: int = 16
   time_local: bool = False
   exec_mode: str = "unroll"
   exec_overrides: tuple[tuple[int, str], ...] = ()
   scan_unroll: int = 1
+  conv_backward: str = "xla"
+  conv_precision: str | None = None
 
   def __post_init__(self):
     if self.image_size < 1 or self.image_size & (self.image_size - 1):
@@ -99,6 +121,16 @@ class HVAESpec:
       check_mode(m)
     if not (self.share == "full" or (isinstance(self.share, int) and self.share >= 1)):
       raise ValueError(f"share must be a positive int or 'full', got {self.share!r}")
+    comps = tuple(self.share_components)
+    if not comps or any(c not in COMPONENTS for c in comps) or len(set(comps)) != len(comps):
+      raise ValueError(
+        f"share_components must be a non-empty subset of {COMPONENTS}, "
+        f"got {self.share_components!r}"
+      )
+    object.__setattr__(self, "share_components", tuple(c for c in COMPONENTS if c in comps))
+    if self.step_size not in STEP_SIZES:
+      raise ValueError(f"step_size must be one of {STEP_SIZES}, got {self.step_size!r}")
+    check_conv_options(conv_backward=self.conv_backward, precision=self.conv_precision)
     if not 0 < self.bottleneck_multiple <= 4:
       raise ValueError(f"bottleneck_multiple must be in (0, 4], got {self.bottleneck_multiple}")
     enc = blockstr.parse_block_string(self.enc_blocks, kind="encoder", image_size=self.image_size)
@@ -205,6 +237,21 @@ class HVAESpec:
     return max(self.dec_program) + 1
 
   @property
+  def shared_parts(self) -> tuple[str, ...]:
+    """Components held by the distinct cells (all of them when unshared)."""
+    return self.share_components if self.share != 1 else COMPONENTS
+
+  @property
+  def own_parts(self) -> tuple[str, ...]:
+    """Components that exist once per application (empty unless a component mask is set)."""
+    return tuple(c for c in COMPONENTS if c not in self.shared_parts)
+
+  @property
+  def conv_kw(self) -> dict[str, Any]:
+    """Keyword arguments of every convolution (backward implementation, precision)."""
+    return dict(conv_backward=self.conv_backward, precision=self.conv_precision)
+
+  @property
   def bias_resolutions(self) -> tuple[int, ...]:
     """Decoder resolutions with a learned start state, ascending."""
     return tuple(sorted({r for r, _ in self.dec_pairs if r <= self.no_bias_above}))
@@ -266,7 +313,7 @@ class Encoder(nnx.Module):
     self.spec = spec
     pairs = spec.enc_pairs
     scale = math.sqrt(1.0 / len(pairs))
-    self.in_conv = conv(spec.image_channels, spec.width, kernel_size=3, rngs=rngs)
+    self.in_conv = conv(spec.image_channels, spec.width, kernel_size=3, rngs=rngs, **spec.conv_kw)
     self.enc_blocks = nnx.List(
       [
         Block(
@@ -278,6 +325,7 @@ class Encoder(nnx.Module):
           down_rate=down,
           last_scale=scale,
           rngs=rngs,
+          **spec.conv_kw,
         )
         for res, down in pairs
       ]
@@ -321,21 +369,50 @@ class Encoder(nnx.Module):
 # ------------------------------------------------------------------------------------------------
 
 
+class BlockStep(NamedTuple):
+  r"""One decoder block's results (a pytree).
+
+  Attributes:
+    x: the next state ``[b, r, r, w]``.
+    z: the latent used ``[b, r, r, zdim]``.
+    kl: analytic KL summed over pixels, per latent channel ``[b, zdim]`` (zeros in prior mode).
+    log_ratio: :math:`\log p(z) - \log q(z)` summed over the latents ``[b]`` (zeros in prior
+      mode); the importance weight of the block's latent.
+  """
+
+  x: Array
+  z: Array
+  kl: Array
+  log_ratio: Array
+
+
 class DecBlock(nnx.Module):
-  """One VDVAE top-down block: posterior ``enc``, ``prior``, ``z_proj``, ``resnet`` (§5).
+  r"""One VDVAE top-down block: posterior ``enc``, ``prior``, ``z_proj``, ``resnet`` (§5).
 
   Update in posterior mode (prior mode: no ``enc``, ``z = p_mean + t e^{p_logstd} eps``)::
 
     q_mean, q_logstd = enc([x, acts]);  p_mean, p_logstd, h_prior = prior(x)
     x = x + h_prior;  z = q_mean + exp(q_logstd) * eps;  x = x + z_proj(z);  x = resnet(x)
 
+  With ``step_size="explicit"`` (THEORY.md §4.3) the network outputs are read as
+  :math:`\Delta t`-free fields: means :math:`\sqrt{\Delta t}\,m`, prior increment
+  :math:`\Delta t\,\tilde\delta_p`, latent projection :math:`\sqrt{\Delta t}\,\tilde A z +
+  \Delta t\,\tilde a` and residual :math:`x + \Delta t\,\tilde R(x)`, with
+  :math:`\Delta t = 1/n_{blocks}`; the :math:`\sqrt{1/N}` init scalings are then dropped (the
+  explicit factors take their place). With ``shared_sigma`` the posterior outputs a mean only
+  and uses the prior's standard deviation.
+
+  A block may hold only some sub-networks (``components``): weight sharing with a component
+  mask joins a shared cell with an application's own parts (see :class:`Decoder`).
+
   Examples:
     >>> import jax, jax.numpy as jnp
     >>> from flax import nnx
     >>> blk = DecBlock(res=4, width=8, zdim=2, n_blocks=3, rngs=nnx.Rngs(0))
-    >>> x, z, kl = blk(jnp.zeros((1, 4, 4, 8)), jnp.ones((1, 4, 4, 8)), jax.random.key(0))
-    >>> x.shape, z.shape, kl.shape
-    ((1, 4, 4, 8), (1, 4, 4, 2), (1, 2))
+    >>> x, z, kl, log_ratio = blk(jnp.zeros((1, 4, 4, 8)), jnp.ones((1, 4, 4, 8)),
+    ...                           jax.random.key(0))
+    >>> x.shape, z.shape, kl.shape, log_ratio.shape
+    ((1, 4, 4, 8), (1, 4, 4, 2), (1, 2), (1,))
   """
 
   def __init__(
@@ -347,29 +424,87 @@ class DecBlock(nnx.Module):
     n_blocks: int,
     bottleneck_multiple: float = 0.25,
     film_features: int = 0,
+    components: Sequence[str] = COMPONENTS,
+    step_size: str = "absorbed",
+    shared_sigma: bool = False,
+    conv_backward: str = "xla",
+    precision: str | None = None,
     rngs: nnx.Rngs,
   ):
+    if step_size not in STEP_SIZES:
+      raise ValueError(f"step_size must be one of {STEP_SIZES}, got {step_size!r}")
+    if n_blocks < 1:
+      raise ValueError(f"n_blocks must be >= 1, got {n_blocks}")
+    unknown = [c for c in components if c not in COMPONENTS]
+    if unknown:
+      raise ValueError(f"unknown decoder block components {unknown}; known: {COMPONENTS}")
     mid = int(width * bottleneck_multiple)
     use_3x3 = res > 2
-    scale = math.sqrt(1.0 / n_blocks)
-    kw = dict(use_3x3=use_3x3, film_features=film_features, rngs=rngs)
+    scale = math.sqrt(1.0 / n_blocks) if step_size == "absorbed" else 1.0
+    kw = dict(
+      use_3x3=use_3x3,
+      film_features=film_features,
+      rngs=rngs,
+      conv_backward=conv_backward,
+      precision=precision,
+    )
     self.zdim = zdim
     self.width = width
-    self.enc = Block(
-      in_features=2 * width, mid_features=mid, out_features=2 * zdim, residual=False, **kw
+    self.step_size = step_size
+    self.dt = 1.0 / n_blocks
+    self.shared_sigma = shared_sigma
+    self.enc = (
+      Block(
+        in_features=2 * width,
+        mid_features=mid,
+        out_features=zdim if shared_sigma else 2 * zdim,
+        residual=False,
+        **kw,
+      )
+      if "posterior" in components
+      else None
     )
-    self.prior = Block(
-      in_features=width,
-      mid_features=mid,
-      out_features=2 * zdim + width,
-      residual=False,
-      zero_last=True,
-      **kw,
+    self.prior = (
+      Block(
+        in_features=width,
+        mid_features=mid,
+        out_features=2 * zdim + width,
+        residual=False,
+        zero_last=True,
+        **kw,
+      )
+      if "prior" in components
+      else None
     )
-    self.z_proj = conv(zdim, width, kernel_size=1, scale=scale, rngs=rngs)
-    self.resnet = Block(
-      in_features=width, mid_features=mid, out_features=width, residual=True, last_scale=scale, **kw
+    self.z_proj = (
+      conv(
+        zdim,
+        width,
+        kernel_size=1,
+        scale=scale,
+        rngs=rngs,
+        conv_backward=conv_backward,
+        precision=precision,
+      )
+      if "z_proj" in components
+      else None
     )
+    self.resnet = (
+      Block(
+        in_features=width,
+        mid_features=mid,
+        out_features=width,
+        residual=True,
+        last_scale=scale,
+        **kw,
+      )
+      if "residual" in components
+      else None
+    )
+
+  @property
+  def explicit(self) -> bool:
+    return self.step_size == "explicit"
 
   def parts(
     self,
@@ -377,18 +512,51 @@ class DecBlock(nnx.Module):
     acts: Float[Array, "b r r w"] | None = None,
     emb: Float[Array, " e"] | None = None,
   ) -> dict[str, Array]:
-    """The sub-network outputs at state ``x``: prior (and posterior if ``acts`` is given).
+    r"""The sub-network outputs at state ``x``: prior (and posterior if ``acts`` is given).
+
+    In explicit step-size mode the means and the prior increment come out already scaled by
+    :math:`\sqrt{\Delta t}` and :math:`\Delta t`: they are the quantities of the update.
 
     Returns:
       dict with ``p_mean, p_logstd, h_prior`` and, if ``acts`` is given, ``q_mean, q_logstd``.
     """
     z = self.zdim
     feats = self.prior(x, emb)
-    out = dict(p_mean=feats[..., :z], p_logstd=feats[..., z : 2 * z], h_prior=feats[..., 2 * z :])
+    p_mean, p_logstd, h_prior = feats[..., :z], feats[..., z : 2 * z], feats[..., 2 * z :]
+    root_dt = math.sqrt(self.dt)
+    if self.explicit:
+      p_mean, h_prior = root_dt * p_mean, self.dt * h_prior
+    out = dict(p_mean=p_mean, p_logstd=p_logstd, h_prior=h_prior)
     if acts is not None:
       q = self.enc(jnp.concatenate([x, acts], axis=-1), emb)
-      out.update(q_mean=q[..., :z], q_logstd=q[..., z:])
+      q_mean = q[..., :z] * root_dt if self.explicit else q[..., :z]
+      out.update(q_mean=q_mean, q_logstd=p_logstd if self.shared_sigma else q[..., z:])
     return out
+
+  def projection(self) -> tuple[Float[Array, "z w"], Float[Array, " w"]]:
+    r"""The latent projection :math:`z \mapsto A z + a` of the update as ``(A, a)``.
+
+    Explicit mode: :math:`A = \sqrt{\Delta t}\,\tilde A`, :math:`a = \Delta t\,\tilde a`.
+    """
+    a_mat, a_vec = self.z_proj.kernel[...][0, 0], self.z_proj.bias[...]
+    if self.explicit:
+      return math.sqrt(self.dt) * a_mat, self.dt * a_vec
+    return a_mat, a_vec
+
+  def project_latent(self, z: Float[Array, "b r r z"]) -> Float[Array, "b r r w"]:
+    """:math:`A z + a` (the state increment of the latent)."""
+    y = self.z_proj(z)
+    if self.explicit:
+      root_dt = math.sqrt(self.dt)
+      y = root_dt * y + (self.dt - root_dt) * self.z_proj.bias[...].reshape(1, 1, 1, -1)
+    return y
+
+  def residual_step(
+    self, x: Float[Array, "b r r w"], emb: Float[Array, " e"] | None = None
+  ) -> Float[Array, "b r r w"]:
+    r"""The deterministic sub-step :math:`x + R(x)` (explicit mode: :math:`x + \Delta t\,\tilde
+    R(x)`)."""
+    return self.resnet(x, emb, residual_scale=self.dt if self.explicit else None)
 
   def step_from_eps(
     self,
@@ -400,26 +568,36 @@ class DecBlock(nnx.Module):
     z_given: Float[Array, "b r r z"] | None = None,
     use_given: bool | Array = False,
     emb: Float[Array, " e"] | None = None,
-  ) -> tuple[Float[Array, "b r r w"], Float[Array, "b r r z"], Float[Array, "b z"]]:
-    """The block update with given standard-normal noise ``eps``.
+  ) -> BlockStep:
+    r"""The block update with given standard-normal noise ``eps``.
 
-    Posterior mode iff ``acts`` is not None. Returns ``(x_next, z, kl)`` with ``kl`` the KL summed
-    over pixels per latent channel (zeros in prior mode).
+    Posterior mode iff ``acts`` is not None. Returns a :class:`BlockStep` ``(x, z, kl,
+    log_ratio)``: ``kl`` is the analytic KL summed over pixels per latent channel and
+    ``log_ratio`` the single-sample :math:`\log p(z) - \log q(z)` summed over the block's
+    latents (both zeros in prior mode).
     """
     p = self.parts(x, acts, emb)
     x = x + p["h_prior"]
+    b = x.shape[0]
     if acts is not None:
       z = jnp.exp(p["q_logstd"]) * eps + p["q_mean"]
       kl = lk.gaussian_kl(p["q_mean"], p["q_logstd"], p["p_mean"], p["p_logstd"])
       kl = jnp.sum(kl, axis=(1, 2))
     else:
       z = jnp.exp(p["p_logstd"] + jnp.log(temperature)) * eps + p["p_mean"]
-      kl = jnp.zeros((x.shape[0], self.zdim), x.dtype)
+      kl = jnp.zeros((b, self.zdim), x.dtype)
     if z_given is not None:
       z = jnp.where(use_given, z_given, z)
-    x = x + self.z_proj(z)
-    x = self.resnet(x, emb)
-    return x, z, kl
+    if acts is not None:
+      log_ratio = lk.gaussian_log_prob(z, p["p_mean"], p["p_logstd"]) - lk.gaussian_log_prob(
+        z, p["q_mean"], p["q_logstd"]
+      )
+      log_ratio = jnp.sum(log_ratio, axis=(1, 2, 3))
+    else:
+      log_ratio = jnp.zeros((b,), x.dtype)
+    x = x + self.project_latent(z)
+    x = self.residual_step(x, emb)
+    return BlockStep(x, z, kl, log_ratio)
 
   def __call__(
     self,
@@ -431,28 +609,61 @@ class DecBlock(nnx.Module):
     z_given: Float[Array, "b r r z"] | None = None,
     use_given: bool | Array = False,
     emb: Float[Array, " e"] | None = None,
-  ) -> tuple[Float[Array, "b r r w"], Float[Array, "b r r z"], Float[Array, "b z"]]:
+  ) -> BlockStep:
     eps = jax.random.normal(key, (*x.shape[:-1], self.zdim), x.dtype)
     return self.step_from_eps(
       x, acts, eps, temperature=temperature, z_given=z_given, use_given=use_given, emb=emb
     )
 
 
+class JoinedBlock:
+  """A decoder block assembled from a shared cell and one application's own sub-networks.
+
+  Weight sharing with a component mask (``HVAESpec.share_components``): the distinct cells hold
+  the shared sub-networks, every application holds the rest; this view exposes the union with
+  the :class:`DecBlock` methods. Settings (``zdim``, ``dt``, ...) come from the shared cell.
+  """
+
+  def __init__(self, shared: DecBlock, own: DecBlock):
+    self._shared = shared
+    self._own = own
+
+  def __getattr__(self, name: str):
+    if name.startswith("_"):
+      raise AttributeError(name)
+    if name in _COMPONENT_ATTRS.values():
+      v = getattr(self._shared, name)
+      return v if v is not None else getattr(self._own, name)
+    return getattr(self._shared, name)
+
+  explicit = DecBlock.explicit
+  parts = DecBlock.parts
+  projection = DecBlock.projection
+  project_latent = DecBlock.project_latent
+  residual_step = DecBlock.residual_step
+  step_from_eps = DecBlock.step_from_eps
+  __call__ = DecBlock.__call__
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class DecoderOutput:
-  """Decoder results.
+  r"""Decoder results.
 
   Attributes:
     out: likelihood parameters ``[b, H, W, out_channels]``.
     kl: per application, KL summed over pixels per latent channel, ``[b, zdim]`` (zeros in prior
       mode).
     latents: per application, the latents ``[b, r, r, zdim]``.
+    log_ratio: per application, :math:`\log p(z_i \mid z_{<i}) - \log q(z_i \mid x, z_{<i})`
+      summed over the block's latents, ``[b]`` (zeros in prior mode). Their sum plus
+      :math:`\log p(x \mid z)` is one importance weight of the IWAE bound.
   """
 
   out: Array
   kl: tuple[Array, ...]
   latents: tuple[Array, ...]
+  log_ratio: tuple[Array, ...]
 
 
 def _concrete(x) -> bool:
@@ -475,7 +686,9 @@ class Decoder(nnx.Module):
   """VDVAE's top-down decoder with learned start states, mixing, gain/bias and output head.
 
   Cells (``dec_blocks`` in the state dict) are the distinct :class:`DecBlock` s; application
-  ``i`` uses ``dec_blocks[spec.dec_program[i]]`` (``= i`` when unshared).
+  ``i`` uses ``dec_blocks[spec.dec_program[i]]`` (``= i`` when unshared). With a component mask
+  (``spec.own_parts`` non-empty) the cells hold the shared sub-networks and ``dec_own[i]`` holds
+  application ``i``'s own ones (joined by :class:`JoinedBlock`).
 
   Examples:
     >>> import jax, jax.numpy as jnp
@@ -493,26 +706,40 @@ class Decoder(nnx.Module):
     cell_res: dict[int, int] = {}
     for i, c in enumerate(spec.dec_program):
       cell_res.setdefault(c, spec.dec_pairs[i][0])
+    kw = dict(
+      zdim=spec.zdim,
+      n_blocks=n_app,
+      bottleneck_multiple=spec.bottleneck_multiple,
+      film_features=film,
+      step_size=spec.step_size,
+      shared_sigma=spec.shared_sigma,
+      rngs=rngs,
+      **spec.conv_kw,
+    )
     self.dec_blocks = nnx.List(
       [
         DecBlock(
-          res=cell_res[c],
-          width=spec.width_at(cell_res[c]),
-          zdim=spec.zdim,
-          n_blocks=n_app,
-          bottleneck_multiple=spec.bottleneck_multiple,
-          film_features=film,
-          rngs=rngs,
+          res=cell_res[c], width=spec.width_at(cell_res[c]), components=spec.shared_parts, **kw
         )
         for c in range(spec.n_cells)
       ]
+    )
+    self.dec_own = (
+      nnx.List(
+        [
+          DecBlock(res=r, width=spec.width_at(r), components=spec.own_parts, **kw)
+          for r, _ in spec.dec_pairs
+        ]
+      )
+      if spec.own_parts
+      else None
     )
     self.bias_xs = nnx.List(
       [nnx.Param(jnp.zeros((1, r, r, spec.width_at(r)))) for r in spec.bias_resolutions]
     )
     self.gain = nnx.Param(jnp.ones((spec.width,)))
     self.bias = nnx.Param(jnp.zeros((spec.width,)))
-    self.out_conv = conv(spec.width, spec.out_channels, kernel_size=1, rngs=rngs)
+    self.out_conv = conv(spec.width, spec.out_channels, kernel_size=1, rngs=rngs, **spec.conv_kw)
 
   def _times(self) -> np.ndarray:
     s = self.spec
@@ -576,6 +803,7 @@ class Decoder(nnx.Module):
     xs = {r: self.bias_xs[i][...] for i, r in enumerate(s.bias_resolutions)}
     kls: list[Array] = []
     zs: list[Array] = []
+    lrs: list[Array] = []
     for res, mixin, start, stop in s.dec_segments:
       w = s.width_at(res)
       x = xs.get(res)
@@ -592,7 +820,9 @@ class Decoder(nnx.Module):
         inputs["emb"] = emb_all[start:stop]
 
       def step(cell, carry, inp, a=a):
-        x, z, kl = cell(
+        if isinstance(cell, tuple):
+          cell = JoinedBlock(*cell)
+        x, z, kl, lr = cell(
           carry,
           a,
           inp["key"],
@@ -601,9 +831,9 @@ class Decoder(nnx.Module):
           use_given=inp["use"],
           emb=inp.get("emb"),
         )
-        return x, (z, kl)
+        return x, (z, kl, lr)
 
-      x, (z, kl) = run_program(
+      x, (z, kl, lr) = run_program(
         self.dec_blocks,
         s.dec_program[start:stop],
         step,
@@ -611,12 +841,16 @@ class Decoder(nnx.Module):
         inputs,
         mode=s.mode_at(res),
         unroll=s.scan_unroll,
+        per_step=None if self.dec_own is None else list(self.dec_own)[start:stop],
       )
       xs[res] = x
       zs.extend(z[j] for j in range(m))
       kls.extend(kl[j] for j in range(m))
+      lrs.extend(lr[j] for j in range(m))
     h = xs[s.image_size] * self.gain[...].reshape(1, 1, 1, -1) + self.bias[...].reshape(1, 1, 1, -1)
-    return DecoderOutput(out=self.out_conv(h), kl=tuple(kls), latents=tuple(zs))
+    return DecoderOutput(
+      out=self.out_conv(h), kl=tuple(kls), latents=tuple(zs), log_ratio=tuple(lrs)
+    )
 
 
 # ------------------------------------------------------------------------------------------------

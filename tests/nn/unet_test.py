@@ -100,3 +100,33 @@ def test_unet_skips_off_and_noise_conditioning():
     UNet(in_features=1, out_features=1, widths=(4, 8), pooling="lp", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="divisible"):
     net(jnp.zeros((1, 5, 5, 1)))
+
+
+def test_skip_variants_u2():
+  from mrflax.nn.unet import transform_skip
+
+  h = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+  q, a = transform_skip(h, "detail"), transform_skip(h, "approx")
+  np.testing.assert_allclose(q + a, h, atol=1e-6)
+  assert float(jnp.max(jnp.abs(wavelets.project(q)))) < 1e-6  # Q h is in W_{j-1}
+  assert float(jnp.max(jnp.abs(wavelets.detail(a)))) < 1e-6  # iota P h is in V_{j-1}
+  np.testing.assert_array_equal(transform_skip(h, "none"), jnp.zeros_like(h))
+  x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1))
+  net = UNet(in_features=1, out_features=1, widths=(4, 8, 8), rngs=nnx.Rngs(0))
+  full = net(x)
+  outs = {m: net(x, skip_mode=m) for m in ("detail", "approx", "none")}
+  for m, y in outs.items():
+    assert float(jnp.max(jnp.abs(y - full))) > 1e-4, m
+  # a per-level override changes only that level's skip; the constructor default is the same path
+  mixed = net(x, skip_mode=("detail", "full"))
+  assert float(jnp.max(jnp.abs(mixed - full))) > 1e-4
+  other = UNet(
+    in_features=1, out_features=1, widths=(4, 8, 8), skip_mode="detail", rngs=nnx.Rngs(0)
+  )
+  np.testing.assert_allclose(other(x), outs["detail"], rtol=1e-6, atol=1e-6)
+  with pytest.raises(ValueError, match="skip_mode"):
+    net(x, skip_mode="high")
+  with pytest.raises(ValueError, match="skip_mode"):
+    net(x, skip_mode=("full",))
+  with pytest.raises(ValueError, match="skip_mode"):
+    UNet(in_features=1, out_features=1, widths=(4, 8), skip_mode="half", rngs=nnx.Rngs(0))

@@ -109,6 +109,28 @@ def test_matches_reference_forward(rgb_model, rgb_batch):
   assert float(m["rate"]) > 0
 
 
+def test_log_ratio_is_the_sample_log_weight(rgb_model, rgb_batch):
+  x, _ = rgb_batch
+  dec = _forward(rgb_model, x, jax.random.key(5))
+  assert len(dec.log_ratio) == 4 and dec.log_ratio[0].shape == (2,)
+  # E_q[log p(z_i) - log q(z_i) | z_<i] = -KL_i(z_<i): the per-sample difference has mean zero
+  xb = jnp.repeat(x[:1], 512, axis=0)
+  d = _forward(rgb_model, xb, jax.random.key(6))
+  total = np.zeros(512)
+  for lr, k in zip(d.log_ratio, d.kl, strict=True):
+    diff = np.asarray(lr) + np.asarray(jnp.sum(k, axis=-1))
+    assert abs(diff.mean()) < 4 * diff.std() / math.sqrt(diff.size) + 1e-6
+    total += diff
+  assert float(np.mean(sum(np.asarray(jnp.sum(k, axis=-1)) for k in d.kl))) > 0.5
+  assert abs(total.mean()) < 4 * total.std() / math.sqrt(total.size)
+  # a wrong sign or a missing log-det term would be far outside: e.g. log q - log p
+  wrong = -np.asarray(sum(d.log_ratio)) + np.asarray(sum(jnp.sum(k, axis=-1) for k in d.kl))
+  assert abs(wrong.mean()) > 10 * wrong.std() / math.sqrt(wrong.size)
+  # prior mode: no posterior, zero log-ratios
+  prior = _prior(rgb_model, jax.random.key(8), (), jnp.ones((4,)))
+  assert all(float(jnp.max(jnp.abs(lr))) == 0.0 for lr in prior.log_ratio)
+
+
 def test_given_latents_reproduce_posterior_decode(rgb_model, rgb_batch):
   x, _ = rgb_batch
   dec = _forward_and_loss(rgb_model, x, x, jax.random.key(7))[0]
@@ -304,6 +326,89 @@ def test_shared_model_structure(reference_results):
     assert float(jnp.max(jnp.abs(g))) > 0
 
 
+@pytest.mark.parametrize(
+  ("share", "components", "mode"),
+  [
+    (2, ("prior", "residual"), "scan"),
+    pytest.param("full", ("posterior", "z_proj"), "remat", marks=pytest.mark.slow),
+  ],
+)
+def test_component_mask_scan_equals_unrolled(share, components, mode, grey_batch):
+  spec = presets.get("micro4", share=share, share_components=components, exec_mode=mode)
+  model = HVAE(spec, rngs=nnx.Rngs(0))
+  dec = model.decoder
+  own = tuple(c for c in ("posterior", "prior", "z_proj", "residual") if c not in components)
+  assert spec.own_parts == own and len(dec.dec_own) == spec.n_applications == 4
+  for blk in dec.dec_blocks:  # the cells hold the shared parts only
+    assert (blk.enc is None) == ("posterior" not in components)
+    assert (blk.resnet is None) == ("residual" not in components)
+  for blk in dec.dec_own:
+    assert (blk.enc is None) == ("posterior" in components)
+  # parameter count: cells x shared parts + applications x own parts
+  full = presets.count_params(presets.get("micro4", share=share))
+  unshared = presets.count_params(presets.get("micro4"))
+  c = presets.count_params(spec)
+  assert full.decoder_cells < c.decoder_cells < unshared.decoder_cells
+  ref = HVAE(spec.replace(exec_mode="unroll"), rngs=nnx.Rngs(0))
+  loss, metrics, grads = _step(model, grey_batch, jax.random.key(3))
+  loss_r, metrics_r, grads_r = _step(ref, grey_batch, jax.random.key(3))
+  np.testing.assert_allclose(loss, loss_r, rtol=1e-5)
+  kl, kl_r = metrics["kl_per_block"], metrics_r["kl_per_block"]
+  np.testing.assert_allclose(kl, kl_r, rtol=1e-5, atol=1e-7)
+  ga, gb = jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(grads_r)
+  scale = max(float(jnp.max(jnp.abs(g))) for g in gb)
+  for a, b in zip(ga, gb, strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale)
+  # every application's own parts receive gradient
+  for i in range(4):
+    g = grads["decoder"]["dec_own"][i]
+    assert max(float(jnp.max(jnp.abs(x))) for x in jax.tree_util.tree_leaves(g)) > 0
+
+
+def test_custom_conv_backward_matches_xla_in_the_model(grey_batch):
+  """conv_backward="custom" (mrflax.nn.conv_ops): same loss and gradients, scanned and shared."""
+  spec = presets.get("micro4", share=2, exec_mode="scan")
+  loss, _, grads = _step(
+    HVAE(spec.replace(conv_backward="custom"), rngs=nnx.Rngs(0)), grey_batch, jax.random.key(3)
+  )
+  loss_r, _, grads_r = _step(HVAE(spec, rngs=nnx.Rngs(0)), grey_batch, jax.random.key(3))
+  np.testing.assert_allclose(loss, loss_r, rtol=1e-6)
+  ga, gb = jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(grads_r)
+  scale = max(float(jnp.max(jnp.abs(g))) for g in gb)
+  assert scale > 0
+  for a, b in zip(ga, gb, strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize("shared_sigma", [False, True])
+def test_explicit_step_size_changes_applications_at_fixed_parameters(shared_sigma, grey_batch):
+  """THEORY.md §4.3: with one shared cell per resolution, N can change without new parameters."""
+  spec = presets.get("micro4", share="full", step_size="explicit", shared_sigma=shared_sigma)
+  finer = spec.replace(dec_blocks="1x2,4m1,4x5")  # 8 applications instead of 4
+  c4, c8 = presets.count_params(spec), presets.count_params(finer)
+  assert (c8.total, c8.decoder_cells, c8.n_applications) == (c4.total, c4.decoder_cells, 8)
+  m4 = HVAE(spec, rngs=nnx.Rngs(0))
+  params = nnx.state(m4, nnx.Param)
+  leaves, tree = jax.tree_util.tree_flatten(params)  # perturb: exercise zero-initialised parts
+  keys = jax.random.split(jax.random.key(9), len(leaves))
+  leaves = [p + 0.2 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys, strict=True)]
+  nnx.update(m4, jax.tree_util.tree_unflatten(tree, leaves))
+  m8 = HVAE(finer, rngs=nnx.Rngs(1))
+  nnx.update(m8, nnx.state(m4, nnx.Param))  # the same parameter tree fits
+  assert m8.decoder.dec_blocks[1].dt == 1 / 8 and m4.decoder.dec_blocks[1].dt == 1 / 4
+  xb = jnp.repeat(grey_batch, 64, axis=0)
+  out4, out8 = _forward(m4, xb, jax.random.key(0)), _forward(m8, xb, jax.random.key(0))
+  assert len(out4.kl) == 4 and len(out8.kl) == 8
+  r4 = float(jnp.mean(sum(jnp.sum(k, -1) for k in out4.kl)))
+  r8 = float(jnp.mean(sum(jnp.sum(k, -1) for k in out8.kl)))
+  if shared_sigma:
+    # only the drift (Girsanov) term: sum_i O(dt) stays of the same size as N doubles
+    assert 0.5 < r8 / r4 < 1.5, (r4, r8)
+  else:
+    # the variance-mismatch term does not shrink with dt: the rate grows with N
+    assert r8 / r4 > 1.5, (r4, r8)
+
+
 def test_param_counts_reference_table():
   expect = {
     "cifar10": (39_145_700, 7_497_888, 31_647_812),
@@ -343,6 +448,7 @@ def test_param_counts_sharing_table_5_1():
     dict(),
     dict(share=2, time_embedding=True, time_frequencies=4),
     dict(custom_width_str="4:24,1:32", no_bias_above=4),
+    dict(share="full", share_components=("prior", "residual"), shared_sigma=True),
   ],
 )
 def test_count_params_equals_whole_model_shapes(overrides):
