@@ -18,6 +18,7 @@ from mrflax.wavelets import project
 
 CONV_BACKWARDS = ("xla", "custom")
 PRECISIONS = (None, "default", "high", "highest")
+COMPUTE_DTYPES = (None, "float32", "bfloat16", "float16")
 
 torch_conv_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
@@ -50,6 +51,7 @@ def conv(
   param_dtype=jnp.float32,
   conv_backward: str = "xla",
   precision: str | None = None,
+  dtype: str | None = None,
 ) -> nnx.Conv:
   """A 'SAME'-padded stride-1 conv with PyTorch's init, zero bias, weights times ``scale``.
 
@@ -66,6 +68,9 @@ def conv(
       XLA:CPU runs fast inside ``lax.scan``).
     precision: ``lax`` precision of the convolution (``None``/``"default"``, ``"high"``,
       ``"highest"``); matters on TPU and for bf16/tf32 paths on GPU.
+    dtype: computation dtype (``None``: that of the inputs and parameters; ``"bfloat16"``:
+      inputs and kernel are cast to bf16 and the output is bf16, parameters stay
+      ``param_dtype``).
 
   Returns:
     An ``nnx.Conv`` (kernel HWIO).
@@ -76,7 +81,7 @@ def conv(
     >>> c.kernel.shape, float(abs(c.kernel[...]).max()) <= 1 / 6
     ((3, 3, 4, 8), True)
   """
-  check_conv_options(conv_backward=conv_backward, precision=precision)
+  check_conv_options(conv_backward=conv_backward, precision=precision, dtype=dtype)
   if zero:
     kernel_init = nnx.initializers.zeros_init()
   elif scale != 1.0:
@@ -94,6 +99,7 @@ def conv(
     kernel_init=kernel_init,
     bias_init=nnx.initializers.zeros_init(),
     param_dtype=param_dtype,
+    dtype=None if dtype is None else jnp.dtype(dtype),
     precision=None if precision is None else jax.lax.Precision(precision.upper()),
     conv_general_dilated=(
       conv_ops.conv_general_dilated if conv_backward == "custom" else jax.lax.conv_general_dilated
@@ -103,16 +109,21 @@ def conv(
   return c
 
 
-def check_conv_options(*, conv_backward: str, precision: str | None) -> None:
-  """Validates the convolution knobs (:data:`CONV_BACKWARDS`, :data:`PRECISIONS`).
+def check_conv_options(
+  *, conv_backward: str, precision: str | None, dtype: str | None = None
+) -> None:
+  """Validates the convolution knobs (:data:`CONV_BACKWARDS`, :data:`PRECISIONS`,
+  :data:`COMPUTE_DTYPES`).
 
   Examples:
-    >>> check_conv_options(conv_backward="custom", precision="highest")
+    >>> check_conv_options(conv_backward="custom", precision="highest", dtype="bfloat16")
   """
   if conv_backward not in CONV_BACKWARDS:
     raise ValueError(f"conv_backward must be one of {CONV_BACKWARDS}, got {conv_backward!r}")
   if precision not in PRECISIONS:
     raise ValueError(f"conv precision must be one of {PRECISIONS}, got {precision!r}")
+  if dtype not in COMPUTE_DTYPES:
+    raise ValueError(f"compute dtype must be one of {COMPUTE_DTYPES}, got {dtype!r}")
 
 
 def sinusoidal_embedding(
@@ -158,14 +169,20 @@ class FiLM(nnx.Module):
     True
   """
 
-  def __init__(self, *, in_features: int, features: int, rngs: nnx.Rngs, param_dtype=jnp.float32):
+  def __init__(
+    self,
+    *,
+    in_features: int,
+    features: int,
+    rngs: nnx.Rngs,
+    param_dtype=jnp.float32,
+    dtype: str | None = None,
+  ):
     zeros = nnx.initializers.zeros_init()
-    self.scale = nnx.Linear(
-      in_features, features, kernel_init=zeros, param_dtype=param_dtype, rngs=rngs
-    )
-    self.shift = nnx.Linear(
-      in_features, features, kernel_init=zeros, param_dtype=param_dtype, rngs=rngs
-    )
+    kw = dict(kernel_init=zeros, param_dtype=param_dtype, rngs=rngs)
+    kw["dtype"] = None if dtype is None else jnp.dtype(dtype)
+    self.scale = nnx.Linear(in_features, features, **kw)
+    self.shift = nnx.Linear(in_features, features, **kw)
 
   def __call__(
     self, h: Float[Array, "b h w c"], emb: Float[Array, " e"]
@@ -208,11 +225,18 @@ class Block(nnx.Module):
     param_dtype=jnp.float32,
     conv_backward: str = "xla",
     precision: str | None = None,
+    dtype: str | None = None,
   ):
     if residual and in_features != out_features:
       raise ValueError(f"residual block needs in == out, got {in_features} != {out_features}")
     k = 3 if use_3x3 else 1
-    ckw = dict(rngs=rngs, param_dtype=param_dtype, conv_backward=conv_backward, precision=precision)
+    ckw = dict(
+      rngs=rngs,
+      param_dtype=param_dtype,
+      conv_backward=conv_backward,
+      precision=precision,
+      dtype=dtype,
+    )
     self.c1 = conv(in_features, mid_features, kernel_size=1, **ckw)
     self.c2 = conv(mid_features, mid_features, kernel_size=k, **ckw)
     self.c3 = conv(mid_features, mid_features, kernel_size=k, **ckw)
@@ -220,7 +244,13 @@ class Block(nnx.Module):
       mid_features, out_features, kernel_size=1, zero=zero_last, scale=last_scale, **ckw
     )
     self.film = (
-      FiLM(in_features=film_features, features=mid_features, rngs=rngs, param_dtype=param_dtype)
+      FiLM(
+        in_features=film_features,
+        features=mid_features,
+        rngs=rngs,
+        param_dtype=param_dtype,
+        dtype=dtype,
+      )
       if film_features
       else None
     )

@@ -76,6 +76,10 @@ class HVAESpec:
       pass that XLA:CPU runs fast inside ``lax.scan``).
     conv_precision: ``lax`` precision of every convolution (``None``, ``"default"``, ``"high"``,
       ``"highest"``).
+    compute_dtype: precision policy. ``None``: compute in the parameter dtype (float32).
+      ``"bfloat16"``: convolutions and the nonlinearities between them run in bf16, while the
+      parameters, the residual state, the KL, the likelihood and every ``exp``/softplus stay in
+      float32 (sub-network outputs are cast back before use).
   """
 
   image_size: int
@@ -103,6 +107,7 @@ class HVAESpec:
   scan_unroll: int = 1
   conv_backward: str = "xla"
   conv_precision: str | None = None
+  compute_dtype: str | None = None
 
   def __post_init__(self):
     if self.image_size < 1 or self.image_size & (self.image_size - 1):
@@ -130,7 +135,9 @@ class HVAESpec:
     object.__setattr__(self, "share_components", tuple(c for c in COMPONENTS if c in comps))
     if self.step_size not in STEP_SIZES:
       raise ValueError(f"step_size must be one of {STEP_SIZES}, got {self.step_size!r}")
-    check_conv_options(conv_backward=self.conv_backward, precision=self.conv_precision)
+    check_conv_options(
+      conv_backward=self.conv_backward, precision=self.conv_precision, dtype=self.compute_dtype
+    )
     if not 0 < self.bottleneck_multiple <= 4:
       raise ValueError(f"bottleneck_multiple must be in (0, 4], got {self.bottleneck_multiple}")
     enc = blockstr.parse_block_string(self.enc_blocks, kind="encoder", image_size=self.image_size)
@@ -249,7 +256,9 @@ class HVAESpec:
   @property
   def conv_kw(self) -> dict[str, Any]:
     """Keyword arguments of every convolution (backward implementation, precision)."""
-    return dict(conv_backward=self.conv_backward, precision=self.conv_precision)
+    return dict(
+      conv_backward=self.conv_backward, precision=self.conv_precision, dtype=self.compute_dtype
+    )
 
   @property
   def bias_resolutions(self) -> tuple[int, ...]:
@@ -346,7 +355,7 @@ class Encoder(nnx.Module):
       raise ValueError(
         f"expected images [b, {s.image_size}, {s.image_size}, {s.image_channels}], got {x.shape}"
       )
-    x = self.in_conv(x)
+    x = self.in_conv(x).astype(x.dtype)  # the residual state keeps the input's dtype
     acts = {s.image_size: x}
     for res, down, start, stop in self._segments():
       x, _ = run_program(
@@ -429,6 +438,7 @@ class DecBlock(nnx.Module):
     shared_sigma: bool = False,
     conv_backward: str = "xla",
     precision: str | None = None,
+    dtype: str | None = None,
     rngs: nnx.Rngs,
   ):
     if step_size not in STEP_SIZES:
@@ -447,6 +457,7 @@ class DecBlock(nnx.Module):
       rngs=rngs,
       conv_backward=conv_backward,
       precision=precision,
+      dtype=dtype,
     )
     self.zdim = zdim
     self.width = width
@@ -485,6 +496,7 @@ class DecBlock(nnx.Module):
         rngs=rngs,
         conv_backward=conv_backward,
         precision=precision,
+        dtype=dtype,
       )
       if "z_proj" in components
       else None
@@ -521,14 +533,14 @@ class DecBlock(nnx.Module):
       dict with ``p_mean, p_logstd, h_prior`` and, if ``acts`` is given, ``q_mean, q_logstd``.
     """
     z = self.zdim
-    feats = self.prior(x, emb)
+    feats = self.prior(x, emb).astype(x.dtype)  # under a bf16 policy: back to the state dtype
     p_mean, p_logstd, h_prior = feats[..., :z], feats[..., z : 2 * z], feats[..., 2 * z :]
     root_dt = math.sqrt(self.dt)
     if self.explicit:
       p_mean, h_prior = root_dt * p_mean, self.dt * h_prior
     out = dict(p_mean=p_mean, p_logstd=p_logstd, h_prior=h_prior)
     if acts is not None:
-      q = self.enc(jnp.concatenate([x, acts], axis=-1), emb)
+      q = self.enc(jnp.concatenate([x, acts], axis=-1), emb).astype(x.dtype)
       q_mean = q[..., :z] * root_dt if self.explicit else q[..., :z]
       out.update(q_mean=q_mean, q_logstd=p_logstd if self.shared_sigma else q[..., z:])
     return out
@@ -545,7 +557,7 @@ class DecBlock(nnx.Module):
 
   def project_latent(self, z: Float[Array, "b r r z"]) -> Float[Array, "b r r w"]:
     """:math:`A z + a` (the state increment of the latent)."""
-    y = self.z_proj(z)
+    y = self.z_proj(z).astype(z.dtype)
     if self.explicit:
       root_dt = math.sqrt(self.dt)
       y = root_dt * y + (self.dt - root_dt) * self.z_proj.bias[...].reshape(1, 1, 1, -1)
@@ -849,7 +861,7 @@ class Decoder(nnx.Module):
       lrs.extend(lr[j] for j in range(m))
     h = xs[s.image_size] * self.gain[...].reshape(1, 1, 1, -1) + self.bias[...].reshape(1, 1, 1, -1)
     return DecoderOutput(
-      out=self.out_conv(h), kl=tuple(kls), latents=tuple(zs), log_ratio=tuple(lrs)
+      out=self.out_conv(h).astype(h.dtype), kl=tuple(kls), latents=tuple(zs), log_ratio=tuple(lrs)
     )
 
 
