@@ -97,6 +97,12 @@ def test_k_steps_per_call_equal_k_single_steps():
   np.testing.assert_allclose(np.asarray(mk["loss"]), losses, rtol=1e-6)
   for a, b in zip(leaves(sk), leaves(s), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  # k = 1 takes the loop-free path: the same as one single step, metrics stacked to [1]
+  s1, m1 = jax.jit(trainer.train_steps)(s0, jax.tree.map(lambda x: x[:1], stacked))
+  assert m1["loss"].shape == (1,) and float(m1["loss"][0]) == pytest.approx(losses[0], rel=1e-6)
+  s_one, _ = single(s0, batches[0])
+  for a, b in zip(leaves(s1), leaves(s_one), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_one_device_equals_four_devices():
