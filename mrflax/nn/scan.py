@@ -7,6 +7,11 @@ The single place where HVAE / U-Net stacks choose their execution mode (ENGINEER
   distinct cells are closed over (one cell) or stacked on a leading axis and indexed per step;
 * ``"remat"``: as ``"scan"`` with the step body under ``jax.checkpoint``.
 
+Independently, ``remat`` chooses a rematerialisation policy (issue 7, memory): ``"none"``,
+``"block"`` (every application under ``jax.checkpoint``: only the states between applications
+are kept for the backward pass) or ``"resolution"`` (the whole program under ``jax.checkpoint``:
+only its input is kept, the applications are recomputed in the backward pass).
+
 All modes compute the same function with the same parameters (tested to float32 round-off), and
 gradients flow back to each distinct cell's own Params (weight sharing = gradient accumulation).
 Non-Param state of the cells is read from the first distinct cell and not written back (the HVAE
@@ -23,6 +28,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 EXEC_MODES = ("unroll", "scan", "remat")
+REMAT_POLICIES = ("none", "block", "resolution")
 
 
 def check_mode(mode: str) -> str:
@@ -57,6 +63,7 @@ def run_program(
   mode: str = "unroll",
   unroll: int = 1,
   per_step: Sequence[nnx.Module] | None = None,
+  remat: str = "none",
 ) -> tuple[Any, Any]:
   r"""Applies ``cells[cell_ids[i]]`` for ``i = 0..n-1`` as ``carry, y_i = step(cell, carry, x_i)``.
 
@@ -77,6 +84,8 @@ def run_program(
     per_step: optional modules, one per application (unshared parts of a partly shared cell;
       same structure for scan modes). ``step`` then receives the pair
       ``(cells[cell_ids[i]], per_step[i])`` as its first argument.
+    remat: rematerialisation policy, one of :data:`REMAT_POLICIES` (``mode="remat"`` implies
+      ``"block"``).
 
   Returns:
     ``(carry, ys)``.
@@ -93,6 +102,12 @@ def run_program(
     (True, (3,))
   """
   check_mode(mode)
+  if remat not in REMAT_POLICIES:
+    raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {remat!r}")
+  if mode == "remat":
+    mode, remat = "scan", "resolution" if remat == "resolution" else "block"
+  if remat == "resolution":
+    return _remat_whole(cells, cell_ids, step, carry, xs, mode, unroll, per_step)
   n = len(cell_ids)
   if n == 0:
     raise ValueError("run_program needs at least one application")
@@ -105,7 +120,10 @@ def run_program(
     for i, c in enumerate(cell_ids):
       x_i = jax.tree_util.tree_map(lambda a, i=i: a[i], xs)
       cell = cells[c] if per_step is None else (cells[c], per_step[i])
-      carry, y = step(cell, carry, x_i)
+      if remat == "block":
+        carry, y = _checkpointed(step, cell, carry, x_i)
+      else:
+        carry, y = step(cell, carry, x_i)
       ys.append(y)
     return carry, _stack(ys)
   distinct = sorted(set(cell_ids))
@@ -149,6 +167,29 @@ def run_program(
       cell = (cell, nnx.merge(own_graphdef, own_i, own_rest, copy=True))
     return step(cell, carry, x_i)
 
-  if mode == "remat":
+  if remat == "block":
     body = jax.checkpoint(body)
   return jax.lax.scan(body, carry, (local, own, xs), length=n, unroll=unroll)
+
+
+def _checkpointed(step, cell, carry, x):
+  """``step(cell, carry, x)`` under ``jax.checkpoint``, the cell's state passed explicitly."""
+  graphdef, state = nnx.split(cell)
+
+  @jax.checkpoint
+  def f(state, carry, x):
+    return step(nnx.merge(graphdef, state, copy=True), carry, x)
+
+  return f(state, carry, x)
+
+
+def _remat_whole(cells, cell_ids, step, carry, xs, mode, unroll, per_step):
+  """The whole program under one ``jax.checkpoint`` (remat policy ``"resolution"``)."""
+  graphdef, state = nnx.split((list(cells), None if per_step is None else list(per_step)))
+
+  @jax.checkpoint
+  def f(state, carry, xs):
+    cs, ps = nnx.merge(graphdef, state, copy=True)
+    return run_program(cs, cell_ids, step, carry, xs, mode=mode, unroll=unroll, per_step=ps)
+
+  return f(state, carry, xs)

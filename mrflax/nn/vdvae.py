@@ -28,7 +28,7 @@ from jaxtyping import Array, Float, Key
 from mrflax import likelihoods as lk
 from mrflax.nn import blockstr
 from mrflax.nn.layers import Block, check_conv_options, conv, sinusoidal_embedding
-from mrflax.nn.scan import check_mode, run_program
+from mrflax.nn.scan import REMAT_POLICIES, check_mode, run_program
 from mrflax.wavelets import embed
 
 LIKELIHOODS = ("dmol", "bernoulli", "logistic")
@@ -72,6 +72,10 @@ class HVAESpec:
     exec_mode: default execution mode, ``"unroll"``, ``"scan"`` or ``"remat"``.
     exec_overrides: per-resolution modes, ``((res, mode), ...)``.
     scan_unroll: ``lax.scan``'s ``unroll`` in scan modes.
+    remat: rematerialisation policy of every resolution's stack (encoder and decoder):
+      ``"none"``, ``"block"`` (each application under ``jax.checkpoint``) or ``"resolution"``
+      (the whole stack of a resolution under one ``jax.checkpoint``).
+    remat_overrides: per-resolution policies, ``((res, policy), ...)``.
     conv_backward: ``"xla"`` or ``"custom"`` (:mod:`mrflax.nn.conv_ops`: same numbers, a backward
       pass that XLA:CPU runs fast inside ``lax.scan``).
     conv_precision: ``lax`` precision of every convolution (``None``, ``"default"``, ``"high"``,
@@ -105,6 +109,8 @@ class HVAESpec:
   exec_mode: str = "unroll"
   exec_overrides: tuple[tuple[int, str], ...] = ()
   scan_unroll: int = 1
+  remat: str = "none"
+  remat_overrides: tuple[tuple[int, str], ...] = ()
   conv_backward: str = "xla"
   conv_precision: str | None = None
   compute_dtype: str | None = None
@@ -124,6 +130,9 @@ class HVAESpec:
     check_mode(self.exec_mode)
     for _, m in self.exec_overrides:
       check_mode(m)
+    for r in (self.remat, *(r for _, r in self.remat_overrides)):
+      if r not in REMAT_POLICIES:
+        raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {r!r}")
     if not (self.share == "full" or (isinstance(self.share, int) and self.share >= 1)):
       raise ValueError(f"share must be a positive int or 'full', got {self.share!r}")
     comps = tuple(self.share_components)
@@ -210,6 +219,10 @@ class HVAESpec:
   def mode_at(self, res: int) -> str:
     """Execution mode at a resolution."""
     return dict(self.exec_overrides).get(res, self.exec_mode)
+
+  def remat_at(self, res: int) -> str:
+    """Rematerialisation policy at a resolution."""
+    return dict(self.remat_overrides).get(res, self.remat)
 
   @property
   def n_applications(self) -> int:
@@ -366,6 +379,7 @@ class Encoder(nnx.Module):
         None,
         mode=s.mode_at(res),
         unroll=s.scan_unroll,
+        remat=s.remat_at(res),
       )
       r = res if down is None else res // down
       x = pad_channels(x, s.width_at(r))
@@ -853,6 +867,7 @@ class Decoder(nnx.Module):
         inputs,
         mode=s.mode_at(res),
         unroll=s.scan_unroll,
+        remat=s.remat_at(res),
         per_step=None if self.dec_own is None else list(self.dec_own)[start:stop],
       )
       xs[res] = x

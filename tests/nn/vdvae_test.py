@@ -310,6 +310,28 @@ def test_scan_equals_unrolled(share, mode, unroll, grey_batch, reference_results
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale)
 
 
+@pytest.mark.parametrize(
+  ("mode", "remat"),
+  [
+    ("unroll", "block"),
+    ("unroll", "resolution"),
+    pytest.param("scan", "resolution", marks=pytest.mark.slow),
+  ],
+)
+def test_remat_policies_equal_no_remat(mode, remat, grey_batch, reference_results):
+  spec = presets.get("micro4", share=2, exec_mode=mode, remat=remat, remat_overrides=((1, "none"),))
+  assert spec.remat_at(4) == remat and spec.remat_at(1) == "none"
+  loss, _, grads = _step(HVAE(spec, rngs=nnx.Rngs(0)), grey_batch, jax.random.key(3))
+  ref = reference_results(2)
+  np.testing.assert_allclose(loss, ref[0], rtol=1e-5)
+  ga, gb = jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref[2])
+  scale = max(float(jnp.max(jnp.abs(g))) for g in gb)
+  for a, b in zip(ga, gb, strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale)
+  with pytest.raises(ValueError, match="remat"):
+    presets.get("micro4", remat="layer")
+
+
 def test_shared_model_structure(reference_results):
   spec = presets.get("micro4", share=2)
   assert spec.dec_program == (0, 1, 1, 2)
