@@ -236,8 +236,8 @@ class Trainer:
     Returns ``(new_state, metrics)`` with every metric stacked to shape ``[k]``. Equal to ``k``
     calls of :meth:`train_step` (tested). For ``k = 1`` there is no loop at all: XLA:CPU runs
     convolution gradients inside a loop body several times slower than outside one
-    (jax-ml/jax#12868; measured 3.7x on the digits HVAE step, benchmarks/README.md), and a
-    one-trip ``lax.scan`` still pays it.
+    (jax-ml/jax#12868; 4.6x for the Fashion-MNIST step on the loaded 2-core CPU,
+    benchmarks/README.md), and a one-trip ``lax.scan`` still pays it.
     """
     if jax.tree.leaves(batches)[0].shape[0] == 1:
       state, metrics = self.train_step(state, jax.tree.map(lambda b: b[0], batches))
