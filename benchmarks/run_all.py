@@ -20,7 +20,17 @@ BENCHMARKS = {
   # name: extra command-line arguments, or (module, arguments) when one module runs twice
   "wavelets": [],
   "ghm_bp": [],
-  "hvae_step": [],
+  "hvae_step": ["--preset", "cifar10", "--batch", "8", "--mode", "unrolled", "--repeats", "3"],
+  "hvae_step_scan": (
+    "hvae_step",
+    ["--preset", "cifar10", "--batch", "8", "--mode", "scan", "--repeats", "3"],
+  ),
+  "hvae_step_shared": (
+    "hvae_step",
+    ["--preset", "cifar10", "--batch", "8", "--mode", "shared", "--share", "2", "--repeats", "3"],
+  ),
+  "scan": [],
+  "memory": [],
   "train_throughput": ["--config", "fashion_mnist", "--batch", "32", "--repeats", "10"],
   "train_throughput_cifar10": (
     "train_throughput",

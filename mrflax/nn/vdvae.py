@@ -77,7 +77,8 @@ class HVAESpec:
       (the whole stack of a resolution under one ``jax.checkpoint``).
     remat_overrides: per-resolution policies, ``((res, policy), ...)``.
     conv_backward: ``"xla"`` or ``"custom"`` (:mod:`mrflax.nn.conv_ops`: same numbers, a backward
-      pass that XLA:CPU runs fast inside ``lax.scan``).
+      pass that XLA:CPU runs fast inside ``lax.scan``); ``"auto"`` (default): custom for the
+      stacks of resolutions that run as a scan, XLA's own elsewhere.
     conv_precision: ``lax`` precision of every convolution (``None``, ``"default"``, ``"high"``,
       ``"highest"``).
     compute_dtype: precision policy. ``None``: compute in the parameter dtype (float32).
@@ -111,7 +112,7 @@ class HVAESpec:
   scan_unroll: int = 1
   remat: str = "none"
   remat_overrides: tuple[tuple[int, str], ...] = ()
-  conv_backward: str = "xla"
+  conv_backward: str = "auto"
   conv_precision: str | None = None
   compute_dtype: str | None = None
 
@@ -145,7 +146,9 @@ class HVAESpec:
     if self.step_size not in STEP_SIZES:
       raise ValueError(f"step_size must be one of {STEP_SIZES}, got {self.step_size!r}")
     check_conv_options(
-      conv_backward=self.conv_backward, precision=self.conv_precision, dtype=self.compute_dtype
+      conv_backward="xla" if self.conv_backward == "auto" else self.conv_backward,
+      precision=self.conv_precision,
+      dtype=self.compute_dtype,
     )
     if not 0 < self.bottleneck_multiple <= 4:
       raise ValueError(f"bottleneck_multiple must be in (0, 4], got {self.bottleneck_multiple}")
@@ -266,12 +269,15 @@ class HVAESpec:
     """Components that exist once per application (empty unless a component mask is set)."""
     return tuple(c for c in COMPONENTS if c not in self.shared_parts)
 
-  @property
-  def conv_kw(self) -> dict[str, Any]:
-    """Keyword arguments of every convolution (backward implementation, precision)."""
-    return dict(
-      conv_backward=self.conv_backward, precision=self.conv_precision, dtype=self.compute_dtype
-    )
+  def conv_kw(self, res: int | None = None) -> dict[str, Any]:
+    """Keyword arguments of the convolutions of a resolution's stack (``None``: stem and head).
+
+    Resolves ``conv_backward="auto"``: ``"custom"`` where the stack runs as a scan.
+    """
+    backward = self.conv_backward
+    if backward == "auto":
+      backward = "custom" if res is not None and self.mode_at(res) != "unroll" else "xla"
+    return dict(conv_backward=backward, precision=self.conv_precision, dtype=self.compute_dtype)
 
   @property
   def bias_resolutions(self) -> tuple[int, ...]:
@@ -335,7 +341,7 @@ class Encoder(nnx.Module):
     self.spec = spec
     pairs = spec.enc_pairs
     scale = math.sqrt(1.0 / len(pairs))
-    self.in_conv = conv(spec.image_channels, spec.width, kernel_size=3, rngs=rngs, **spec.conv_kw)
+    self.in_conv = conv(spec.image_channels, spec.width, kernel_size=3, rngs=rngs, **spec.conv_kw())
     self.enc_blocks = nnx.List(
       [
         Block(
@@ -347,7 +353,7 @@ class Encoder(nnx.Module):
           down_rate=down,
           last_scale=scale,
           rngs=rngs,
-          **spec.conv_kw,
+          **spec.conv_kw(res),
         )
         for res, down in pairs
       ]
@@ -740,12 +746,15 @@ class Decoder(nnx.Module):
       step_size=spec.step_size,
       shared_sigma=spec.shared_sigma,
       rngs=rngs,
-      **spec.conv_kw,
     )
     self.dec_blocks = nnx.List(
       [
         DecBlock(
-          res=cell_res[c], width=spec.width_at(cell_res[c]), components=spec.shared_parts, **kw
+          res=(r := cell_res[c]),
+          width=spec.width_at(r),
+          components=spec.shared_parts,
+          **kw,
+          **spec.conv_kw(r),
         )
         for c in range(spec.n_cells)
       ]
@@ -753,7 +762,9 @@ class Decoder(nnx.Module):
     self.dec_own = (
       nnx.List(
         [
-          DecBlock(res=r, width=spec.width_at(r), components=spec.own_parts, **kw)
+          DecBlock(
+            res=r, width=spec.width_at(r), components=spec.own_parts, **kw, **spec.conv_kw(r)
+          )
           for r, _ in spec.dec_pairs
         ]
       )
@@ -765,7 +776,7 @@ class Decoder(nnx.Module):
     )
     self.gain = nnx.Param(jnp.ones((spec.width,)))
     self.bias = nnx.Param(jnp.zeros((spec.width,)))
-    self.out_conv = conv(spec.width, spec.out_channels, kernel_size=1, rngs=rngs, **spec.conv_kw)
+    self.out_conv = conv(spec.width, spec.out_channels, kernel_size=1, rngs=rngs, **spec.conv_kw())
 
   def _times(self) -> np.ndarray:
     s = self.spec

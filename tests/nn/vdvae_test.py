@@ -393,7 +393,8 @@ def test_custom_conv_backward_matches_xla_in_the_model(grey_batch):
   loss, _, grads = _step(
     HVAE(spec.replace(conv_backward="custom"), rngs=nnx.Rngs(0)), grey_batch, jax.random.key(3)
   )
-  loss_r, _, grads_r = _step(HVAE(spec, rngs=nnx.Rngs(0)), grey_batch, jax.random.key(3))
+  xla = HVAE(spec.replace(conv_backward="xla"), rngs=nnx.Rngs(0))
+  loss_r, _, grads_r = _step(xla, grey_batch, jax.random.key(3))
   np.testing.assert_allclose(loss, loss_r, rtol=1e-6)
   ga, gb = jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(grads_r)
   scale = max(float(jnp.max(jnp.abs(g))) for g in gb)
@@ -535,6 +536,21 @@ def test_encoder_scan_equals_unrolled():
   assert sorted(a) == sorted(b) == [1, 4]
   for r in a:
     np.testing.assert_allclose(a[r], b[r], rtol=1e-5, atol=1e-6)
+
+
+def test_conv_backward_auto_picks_custom_where_scanned():
+  from mrflax.nn import conv_ops
+
+  spec = presets.get("micro4", exec_overrides=((4, "scan"),))
+  assert spec.conv_backward == "auto"
+  m = HVAE(spec, rngs=nnx.Rngs(0))
+  custom = conv_ops.conv_general_dilated
+  assert m.encoder.in_conv.conv_general_dilated is not custom  # stem: not in a stack
+  assert m.encoder.enc_blocks[0].c2.conv_general_dilated is custom  # 4x4: scanned
+  assert m.encoder.enc_blocks[2].c2.conv_general_dilated is not custom  # 1x1: unrolled
+  assert m.decoder.dec_blocks[0].resnet.c1.conv_general_dilated is not custom  # 1x1 cell
+  assert m.decoder.dec_blocks[1].resnet.c1.conv_general_dilated is custom  # 4x4 cell
+  assert m.decoder.out_conv.conv_general_dilated is not custom
 
 
 def test_bfloat16_policy_elbo_close_to_float32(rgb_batch):
