@@ -78,6 +78,15 @@ def bench_jit(fn: Callable, *args, repeats: int = 10) -> dict[str, Any]:
   return out
 
 
+def matmul_flops_per_s(n: int = 2048, *, repeats: int = 10) -> float:
+  """Dense float32 matmul throughput of this machine (FLOP/s, best of ``repeats``), the peak that
+  model FLOP rates are compared with (measure it in the same run)."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jax.numpy.float32)
+  f = jax.jit(lambda a: a @ a).lower(a).compile()
+  t = time_calls(lambda: f(a), repeats=repeats)
+  return 2 * n**3 / t["min_s"]
+
+
 def hvae_train_step(spec: Any, *, batch: int, seed: int = 0) -> dict[str, Any]:
   """An AOT-compiled HVAE train step (forward, backward, AdamW with VDVAE's settings).
 

@@ -2,19 +2,23 @@
 
 Each benchmark is a module ``benchmarks.<name>`` whose last line of output is one JSON object.
 This runner executes them one after the other (never in parallel: they time the machine), stores
-``benchmarks/results/<name>.json``, and prints a summary. The tables in ``benchmarks/README.md``
-are written from those files by hand or by the benchmark's own section generator.
+``benchmarks/results/<name>.json``, then rewrites the table of the latest run at the top of
+``benchmarks/README.md`` (:mod:`benchmarks.report`); the sections below it are hand-written
+readings of recorded runs.
 
 Run: ``python -m benchmarks.run_all [name ...]``.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import pathlib
 import subprocess
 import sys
 import time
+
+from benchmarks import report
 
 BENCHMARKS = {
   # name: extra command-line arguments, or (module, arguments) when one module runs twice
@@ -74,8 +78,10 @@ def main(names: list[str]) -> int:
       failed.append(name)
       continue
     result["wall_s"] = time.perf_counter() - t0
+    result["recorded"] = datetime.date.today().isoformat()
     (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     print(f"== {name}: ok in {result['wall_s']:.1f} s -> benchmarks/results/{name}.json")
+  report.main()  # rewrite the table in benchmarks/README.md from every recorded result
   if failed:
     print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
   return 1 if failed else 0

@@ -57,3 +57,12 @@ def test_memory_benchmark_tiny():
   assert [row["remat"] for row in r["rows"]] == ["none", "block", "resolution"]
   for row in r["rows"]:
     assert row["peak_mib"] > 0 and row["step_s"] > 0 and row["params"] > 0
+
+
+def test_inference_benchmark_tiny():
+  r = _run(
+    "benchmarks.inference", "--preset", "micro4", "--batch", "2", "--k", "3", "--repeats", "1"
+  )
+  assert [row["mode"] for row in r["rows"]] == ["unroll", "scan"]
+  for row in r["rows"]:
+    assert row["samples_per_s"] > 0 and row["iw_images_per_s"] > 0
