@@ -66,6 +66,10 @@ class HVAESpec:
       parameters).
     shared_sigma: the posterior outputs a mean only and uses the prior's standard deviation
       (the variance-mismatch KL term vanishes).
+    start_noise: :math:`\zeta`; if > 0 the top-down pass starts from
+      :math:`\bar H + \zeta\varepsilon_0`, :math:`\varepsilon_0 \sim N(0, I)` drawn in both
+      passes and not inferred (THEORY.md §6.4 variant (b): a Gaussian start instead of the point
+      mass; the ELBO stays a valid bound, with no extra KL term).
     time_embedding: feed sinusoidal time features via zero-initialised FiLM to every sub-network.
     time_frequencies: number of frequencies ``K`` of the time embedding.
     time_local: time within the resolution, ``(j + 1/2)/n_r``, instead of global ``(i + 1/2)/N``.
@@ -104,6 +108,7 @@ class HVAESpec:
   share_components: tuple[str, ...] = COMPONENTS
   step_size: str = "absorbed"
   shared_sigma: bool = False
+  start_noise: float = 0.0
   time_embedding: bool = False
   time_frequencies: int = 16
   time_local: bool = False
@@ -143,6 +148,8 @@ class HVAESpec:
         f"got {self.share_components!r}"
       )
     object.__setattr__(self, "share_components", tuple(c for c in COMPONENTS if c in comps))
+    if not self.start_noise >= 0:
+      raise ValueError(f"start_noise must be >= 0, got {self.start_noise}")
     if self.step_size not in STEP_SIZES:
       raise ValueError(f"step_size must be one of {STEP_SIZES}, got {self.step_size!r}")
     check_conv_options(
@@ -690,12 +697,16 @@ class DecoderOutput:
     log_ratio: per application, :math:`\log p(z_i \mid z_{<i}) - \log q(z_i \mid x, z_{<i})`
       summed over the block's latents, ``[b]`` (zeros in prior mode). Their sum plus
       :math:`\log p(x \mid z)` is one importance weight of the IWAE bound.
+    states: with ``return_states=True``, per application the state :math:`H_i` entering the
+      block (after any resolution jump), ``[b, r, r, w]``; plus the final state at the image
+      resolution as the last entry (so ``N + 1`` entries). ``None`` otherwise.
   """
 
   out: Array
   kl: tuple[Array, ...]
   latents: tuple[Array, ...]
   log_ratio: tuple[Array, ...]
+  states: tuple[Array, ...] | None = None
 
 
 def _concrete(x) -> bool:
@@ -795,6 +806,7 @@ class Decoder(nnx.Module):
     batch_size: int | None = None,
     temperature: Any = 1.0,
     latents: Sequence[Array] | None = None,
+    return_states: bool = False,
   ) -> DecoderOutput:
     """Runs the top-down pass.
 
@@ -804,6 +816,8 @@ class Decoder(nnx.Module):
       batch_size: batch size in prior mode without ``latents``.
       temperature: prior temperature, scalar or one per application (prior mode).
       latents: latents for the first ``k`` applications (the rest sampled).
+      return_states: also return the state entering every block (diagnostics, THEORY.md §5.4
+        and §6.3).
 
     Returns:
       A :class:`DecoderOutput`.
@@ -841,10 +855,14 @@ class Decoder(nnx.Module):
     kls: list[Array] = []
     zs: list[Array] = []
     lrs: list[Array] = []
-    for res, mixin, start, stop in s.dec_segments:
+    states: list[Array] = []
+    for seg, (res, mixin, start, stop) in enumerate(s.dec_segments):
       w = s.width_at(res)
       x = xs.get(res)
       x = jnp.zeros((b, res, res, w)) if x is None else jnp.broadcast_to(x, (b, *x.shape[1:]))
+      if seg == 0 and s.start_noise > 0:  # a Gaussian start instead of a point mass (§6.4 b)
+        eps0 = jax.random.normal(jax.random.fold_in(key, n), x.shape, x.dtype)
+        x = x + s.start_noise * eps0
       if mixin is not None:
         x = x + embed(xs[mixin][..., :w], levels=int(math.log2(res // mixin)), ndim=2)
       a = None if acts is None else acts[res]
@@ -868,9 +886,9 @@ class Decoder(nnx.Module):
           use_given=inp["use"],
           emb=inp.get("emb"),
         )
-        return x, (z, kl, lr)
+        return x, (z, kl, lr, carry if return_states else None)
 
-      x, (z, kl, lr) = run_program(
+      x, (z, kl, lr, h_in) = run_program(
         self.dec_blocks,
         s.dec_program[start:stop],
         step,
@@ -885,9 +903,15 @@ class Decoder(nnx.Module):
       zs.extend(z[j] for j in range(m))
       kls.extend(kl[j] for j in range(m))
       lrs.extend(lr[j] for j in range(m))
+      if return_states:
+        states.extend(h_in[j] for j in range(m))
     h = xs[s.image_size] * self.gain[...].reshape(1, 1, 1, -1) + self.bias[...].reshape(1, 1, 1, -1)
     return DecoderOutput(
-      out=self.out_conv(h).astype(h.dtype), kl=tuple(kls), latents=tuple(zs), log_ratio=tuple(lrs)
+      out=self.out_conv(h).astype(h.dtype),
+      kl=tuple(kls),
+      latents=tuple(zs),
+      log_ratio=tuple(lrs),
+      states=(*states, xs[s.image_size]) if return_states else None,
     )
 
 
@@ -919,9 +943,11 @@ class HVAE(nnx.Module):
     """Encoder activations per resolution (``x`` is the normalised input)."""
     return self.encoder(x)
 
-  def forward(self, x: Float[Array, "b h w c"], key: Key[Array, ""]) -> DecoderOutput:
+  def forward(
+    self, x: Float[Array, "b h w c"], key: Key[Array, ""], *, return_states: bool = False
+  ) -> DecoderOutput:
     """Posterior pass: encoder, then the decoder with posterior latents."""
-    return self.decoder(self.encoder(x), key)
+    return self.decoder(self.encoder(x), key, return_states=return_states)
 
   def nll(self, out: Float[Array, "b h w k"], target: Float[Array, "b h w c"]) -> Array:
     """Per-image distortion in nats/dim under the spec's likelihood (``[b]``)."""

@@ -574,3 +574,33 @@ def test_bfloat16_policy_elbo_close_to_float32(rgb_batch):
   gb = jnp.concatenate([g.ravel() for g in jax.tree_util.tree_leaves(g_ref)])
   cos = float(jnp.dot(ga, gb) / (jnp.linalg.norm(ga) * jnp.linalg.norm(gb)))
   assert cos > 0.99, cos
+
+
+def test_states_and_gaussian_start(grey_batch):
+  spec = presets.get("micro4", share=2, exec_mode="scan")
+  model = HVAE(spec, rngs=nnx.Rngs(0))
+  f = jax.jit(lambda m, x, k: m.forward(x, k, return_states=True))
+  out = f(model, grey_batch, jax.random.key(0))
+  assert out.states is not None and len(out.states) == spec.n_applications + 1
+  assert [h.shape[1] for h in out.states] == [1, 4, 4, 4, 4]
+  np.testing.assert_array_equal(
+    out.states[0], jnp.broadcast_to(model.decoder.bias_xs[0][...], out.states[0].shape)
+  )
+  assert _forward(model, grey_batch, jax.random.key(0)).states is None
+  # the states are the real trajectory: block 2 maps states[2] to states[3] with latent 2
+  blk = model.decoder.dec_blocks[spec.dec_program[2]]
+  acts = model.encode(grey_batch)
+  eps = (out.latents[2] - blk.parts(out.states[2], acts[4])["q_mean"]) / jnp.exp(
+    blk.parts(out.states[2], acts[4])["q_logstd"]
+  )
+  nxt = blk.step_from_eps(out.states[2], acts[4], eps).x
+  np.testing.assert_allclose(nxt, out.states[3], rtol=1e-4, atol=1e-5)
+  # Gaussian start (THEORY 6.4 b): the first state is bias + zeta * N(0, I), in both passes
+  noisy = HVAE(spec.replace(start_noise=0.5), rngs=nnx.Rngs(0))
+  xb = jnp.repeat(grey_batch, 64, axis=0)
+  h0 = f(noisy, xb, jax.random.key(1)).states[0]
+  assert abs(float(jnp.std(h0)) - 0.5) < 0.05
+  prior = jax.jit(lambda m, k: m.decoder(None, k, batch_size=128, return_states=True))
+  assert abs(float(jnp.std(prior(noisy, jax.random.key(2)).states[0])) - 0.5) < 0.05
+  with pytest.raises(ValueError, match="start_noise"):
+    presets.get("micro4", start_noise=-1.0)
