@@ -1,0 +1,118 @@
+"""Issue 6 item 1 (U-Nets and the Haar representation): the small run end to end, and the rules."""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments.unet_haar import config as uh_config
+from experiments.unet_haar import run
+
+VERDICTS = {"supported", "mixed", "not supported"}
+
+
+@pytest.mark.slow
+def test_small_run_writes_json_figures_and_exact_invariants(tmp_path):
+  cfg = uh_config.get_config("small")
+  run.run(cfg, str(tmp_path))
+  d = json.loads((tmp_path / "small.json").read_text())
+  for name in ("small_u1.png", "small_u2.png", "small_examples.png"):
+    assert 0 < (tmp_path / name).stat().st_size < 200_000
+  n_levels = len(cfg.model.widths) - 1
+  assert [lvl["j"] for lvl in d["levels"]] == [2, 1]  # finest first
+  assert set(d["summary"]) == {"avg", "conv", "avg/none"}
+  assert d["groups"]["avg/none"] == {"pooling": "avg", "skips": False}
+  n_seeds = len(cfg.seeds)
+  for label, s in d["summary"].items():
+    assert len(s["loss"]["full"]["seeds"]) == n_seeds
+    for key in ("skip_w", "coarse_w", "leak"):
+      assert len(s[key]["mean"]) == n_levels
+    assert all(0.0 <= v <= 1.0 for v in s["skip_w"]["mean"])
+    # Lemma 1: nearest upsampling + 1x1 conv keeps the coarse path in ι(V_{j-1}), any pooling
+    assert max(s["coarse_w_max"]["mean"]) < 1e-10, label
+    # Haar spectra are distributions over the bands; the error shares too
+    for key in ("spectrum_target", "spectrum_output", "error_share"):
+      assert len(s[key]["mean"]) == len(d["band_names"])
+      assert sum(s[key]["mean"]) == pytest.approx(1.0, abs=1e-5)
+  for label in ("avg", "avg/none"):  # average pooling is P: Down(h) = Down(ιPh) exactly
+    assert max(np.abs(d["summary"][label]["leak"]["seeds"]).ravel()) < 1e-10
+  assert min(d["summary"]["conv"]["leak"]["mean"]) > 1e-4  # a strided conv sees the details
+  deltas = d["summary"]["avg"]["delta_loss"]
+  assert set(deltas) == {"all:detail", "all:approx", "all:none"}  # per_level=False in small
+  full = d["summary"]["avg"]["loss"]["full"]["seeds"]
+  none = d["summary"]["avg"]["loss"]["all:none"]["seeds"]
+  assert deltas["all:none"]["seeds"] == pytest.approx(np.subtract(none, full).tolist(), abs=1e-6)
+  assert set(d["verdicts"]) == {
+    "a_detail_removal_hurts_far_more",
+    "u3_clean_split_for_avg_only",
+    "lemma1_coarse_has_no_detail",
+  }
+  assert all(v["verdict"] in VERDICTS for v in d["verdicts"].values())
+  assert d["verdicts"]["lemma1_coarse_has_no_detail"]["verdict"] == "supported"
+
+
+def _group(loss_seeds, deltas=None, leak=(0.0, 0.0)):
+  """A summary entry with the fields verdicts() reads, built from per-seed numbers."""
+  entry = dict(
+    loss={"full": run._ms(loss_seeds)},
+    leak=run._ms([list(leak)] * len(loss_seeds)),
+    coarse_w_max=run._ms([[0.0, 0.0]] * len(loss_seeds)),
+  )
+  entry["delta_loss"] = {k: run._ms(v) for k, v in (deltas or {}).items()}
+  return entry
+
+
+def test_verdict_rules_on_synthetic_summaries():
+  cfg = uh_config.get_config("fashion")
+  clean = {"all:detail": [0.001, 0.002, 0.001], "all:approx": [0.1, 0.2, 0.15]}
+  blurred = {"all:detail": [0.05, 0.06, 0.05], "all:approx": [0.1, 0.1, 0.1]}
+  summary = {
+    "avg": _group([0.030, 0.031, 0.032], clean),
+    "max": _group([0.030, 0.031, 0.032], blurred, leak=(0.3, 0.2)),
+    "conv": _group([0.030, 0.031, 0.032], blurred, leak=(0.5, 0.4)),
+    "avg/detail": _group([0.031, 0.030, 0.032]),  # within spread of full
+    "avg/approx": _group([0.080, 0.081, 0.079]),  # = none
+    "avg/none": _group([0.080, 0.082, 0.080]),
+  }
+  v = run.verdicts(summary, cfg)
+  assert {k: x["verdict"] for k, x in v.items()} == {
+    "b_detail_only_matches_full": "supported",
+    "b_approx_only_as_bad_as_none": "supported",
+    "a_detail_removal_hurts_far_more": "supported",
+    "u3_clean_split_for_avg_only": "supported",
+    "lemma1_coarse_has_no_detail": "supported",
+  }
+  # the opposite outcomes
+  summary["avg/detail"] = _group([0.060, 0.061, 0.062])  # halfway to no skips
+  summary["avg/approx"] = _group([0.035, 0.034, 0.036])  # nearly full
+  summary["avg"]["delta_loss"] = {k: run._ms(x) for k, x in blurred.items()}
+  summary["avg"]["delta_loss"]["all:approx"] = run._ms([0.01, 0.01, 0.01])
+  v = run.verdicts(summary, cfg)
+  assert v["b_detail_only_matches_full"]["verdict"] == "not supported"
+  assert v["b_approx_only_as_bad_as_none"]["verdict"] == "not supported"
+  assert v["a_detail_removal_hurts_far_more"]["verdict"] == "not supported"
+  assert v["u3_clean_split_for_avg_only"]["verdict"] == "mixed"  # leaks fine, split not
+
+
+def test_skip_variants_and_groups():
+  variants = run.skip_variants(2, True)
+  assert variants["full"] == ("full", "full")
+  assert variants["all:approx"] == ("approx", "approx")
+  assert variants["j2:detail"] == ("detail", "full")  # j = 2 is the finest level (index 0)
+  assert variants["j1:none"] == ("full", "none")
+  assert len(variants) == 1 + 3 + 2 * 3
+  assert list(run.skip_variants(3, False)) == ["full", "all:detail", "all:approx", "all:none"]
+  labels = dict(run.groups(uh_config.get_config("fashion")))
+  assert labels["avg/none"] == {"pooling": "avg", "skips": False}
+  assert labels["avg/detail"] == {"pooling": "avg", "skip_mode": "detail"}
+  assert [run.dyadic_levels(n) for n in (28, 32, 8, 7)] == [2, 5, 3, 0]
+
+
+def test_configs_and_unknown_variant():
+  for arg in uh_config.VARIANTS:
+    cfg = uh_config.get_config(arg)
+    assert len(cfg.seeds) >= 2 and cfg.eval.n_features <= cfg.eval.n_test
+  assert uh_config.get_config(None).name == "fashion"
+  with pytest.raises(ValueError, match="unknown config variant"):
+    uh_config.get_config("cifar")
+  assert "python -m experiments.unet_haar.run" in uh_config.__doc__
