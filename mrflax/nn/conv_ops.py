@@ -1,11 +1,15 @@
 r"""A stride-1 'SAME' convolution whose backward pass XLA:CPU runs fast inside ``lax.scan``.
 
 On XLA:CPU, the two convolutions that JAX's automatic transpose emits for the backward pass of a
-convolution (the input gradient, an "lhs-transposed" convolution, and the weight gradient, a
-convolution with the batch as its contracting feature dimension) run 5-11x slower when they sit
-inside a ``while`` loop body than when the same program is unrolled (jax-ml/jax#12868,
-ENGINEERING.md §5). :func:`conv2d_same` computes the same forward convolution but defines its
-VJP by hand, in forms that are fast in loop bodies:
+convolution run 5-11x slower when they sit inside a ``while`` loop body (``lax.scan``) than when
+the same program is unrolled (jax-ml/jax#12868, ENGINEERING.md §5). The optimised HLO shows why
+(``XLA_FLAGS=--xla_dump_to=...``, a 4-step scan of a 3x3 conv, see benchmarks/README.md): the input
+gradient is a convolution with ``dim_labels=b01f_01oi->b01f`` (the kernel read in transposed
+order) and the weight gradient one with ``f01b_i01o->01bf`` (batch and features swapped). In the
+unrolled program XLA rewrites both into the canonical ``b01f_01io->b01f`` form that its fast
+convolution kernels take; inside the loop body they stay non-canonical and run on a slow generic
+path. :func:`conv2d_same` computes the same forward convolution but defines its VJP by hand, so
+that the loop body only holds canonical convolutions and matrix products:
 
 .. math::
   \frac{\partial L}{\partial x} = \mathrm{conv}_{\text{SAME}}\big(\bar y,\;
