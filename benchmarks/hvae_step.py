@@ -37,7 +37,7 @@ def main() -> None:
   ap.add_argument("--batch", type=int, default=8)
   ap.add_argument("--mode", choices=("unrolled", "scan", "shared"), default="unrolled")
   ap.add_argument("--share", default="full", help="group size k or 'full' (mode=shared)")
-  ap.add_argument("--conv-backward", choices=("auto", "xla", "custom"), default="auto")
+  ap.add_argument("--conv-backward", choices=("auto", "xla", "custom"), default="custom")
   ap.add_argument("--repeats", type=int, default=5)
   ap.add_argument("--scan-unroll", type=int, default=1)
   args = ap.parse_args()

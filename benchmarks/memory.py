@@ -34,7 +34,7 @@ def main() -> None:
   ap.add_argument("--batch", type=int, default=8)
   ap.add_argument("--repeats", type=int, default=2)
   ap.add_argument("--exec-mode", default="scan", choices=("unroll", "scan"))
-  ap.add_argument("--conv-backward", default="auto", choices=("auto", "xla", "custom"))
+  ap.add_argument("--conv-backward", default="custom", choices=("auto", "xla", "custom"))
   args = ap.parse_args()
 
   rows = []

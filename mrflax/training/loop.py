@@ -227,6 +227,8 @@ def fit(
         }
         last = {key: float(np.mean(v)) for key, v in stacked.items()}
         last["skipped"] = float(np.sum(stacked["skipped"]))
+        if "grad_norm" in stacked:  # spikes vanish in the window mean (THEORY 6.3)
+          last["grad_norm_max"] = float(np.max(stacked["grad_norm"]))
         last["skipped_total"] = float(host_array(state.skipped))
         writer.write(step, last)
         if lead:

@@ -49,7 +49,7 @@ def test_hvae_step_benchmark_tiny():
   )
   for key in ("step_s", "compile_s", "params", "images_per_s"):
     assert r[key] > 0
-  assert r["n_cells"] == 2 and r["n_applications"] == 4 and r["conv_backward"] == "auto"
+  assert r["n_cells"] == 2 and r["n_applications"] == 4 and r["conv_backward"] == "custom"
 
 
 def test_memory_benchmark_tiny():

@@ -541,8 +541,8 @@ def test_encoder_scan_equals_unrolled():
 def test_conv_backward_auto_picks_custom_where_scanned():
   from mrflax.nn import conv_ops
 
-  spec = presets.get("micro4", exec_overrides=((4, "scan"),))
-  assert spec.conv_backward == "auto"
+  spec = presets.get("micro4", exec_overrides=((4, "scan"),), conv_backward="auto")
+  assert presets.get("micro4").conv_backward == "custom"  # the default
   m = HVAE(spec, rngs=nnx.Rngs(0))
   custom = conv_ops.conv_general_dilated
   assert m.encoder.in_conv.conv_general_dilated is not custom  # stem: not in a stack

@@ -122,6 +122,8 @@ def test_periodic_eval_logs_and_keeps_the_best(tmp_path, capsys):
   evals = [r for r in records if "eval/loss" in r]
   assert [r["step"] for r in evals] == [4, 8, 12] and "eval/eval_s" in evals[0]
   train = [r for r in records if "loss" in r]
+  for r in train:  # the window's largest gradient norm is logged next to its mean
+    assert r["grad_norm_max"] >= r["grad_norm"] > 0
   # the TensorBoard event file holds the same scalars as the JSON lines (float32)
   acc = event_accumulator.EventAccumulator(str(tmp_path))
   acc.Reload()
