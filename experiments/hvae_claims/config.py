@@ -1,0 +1,93 @@
+r"""Configs for the HVAE claims of the multi-resolution paper (issue 6, items 2-5; THEORY §4-6).
+
+Every run is a small VDVAE-style HVAE on scikit-learn's 8x8 digits (real data, offline, imported
+automatically), 18 top-down blocks (``1x2,4m1,4x5,8m4,8x9``: 2 at 1x1, 6 at 4x4, 10 at 8x8),
+width 32, zdim 8, discretised logistic likelihood, trained with the digits demo's optimiser for
+``hvae.train.steps`` steps at batch 64; test ELBO of the EMA model in bits/dim on the 359 test
+digits. Variants (``config.py:<arg>``):
+
+* ``time`` (item 2, THEORY §5.4 D1/D2): per-block state RMS along depth for posterior passes and
+  prior samples (trained vs init), Spearman correlation with depth within each resolution, and a
+  ridge probe predicting the block index from the state (held-out R², init and shuffled-label
+  controls). Uses the unshared seed-0 run of ``sharing``.
+* ``sharing`` (item 3, §5.2 TS2/TS3): unshared (k = 1), shared in groups of 2, one cell per
+  resolution (full), and full sharing with a FiLM time embedding, at equal depth and budget,
+  seeds 0 and 1: test NLL against distinct parameters.
+* ``point_mass`` (item 4, §6): the unshared baseline against a Gaussian start
+  (``start_noise`` ζ ∈ {0.3, 1.0}), seeds 0 and 1: skipped updates and gradient-norm spikes during
+  training, state variance growth, exposure ratio and relative increments per block for prior
+  samples at τ ∈ {1.0, 0.9, 0.8, 0.7, 0.5}, non-finite fraction, sample spread and Haar spectrum
+  against the data, test NLL.
+* ``euler`` (item 5, §4.3 explicit step size, D4): one shared cell per resolution in explicit
+  step-size mode with ``shared_sigma``, trained with N = 18 applications and with N = 36, each
+  evaluated with N' ∈ {9, 18, 36} applications at the same parameters (finer / coarser Euler
+  steps): test NLL and samples.
+* ``all``: every experiment above, in that order (runs shared between experiments train once).
+* ``small``: every experiment at toy size (a few steps; for the smoke test).
+
+Command (each experiment resumes finished runs from ``--workdir``):
+  python -m experiments.hvae_claims.run --config=experiments/hvae_claims/config.py:all \
+      --workdir=/tmp/hvae_claims
+Hardware: 2-core x86_64 CPU. Wall time and results: experiments/README.md (section "HVAE claims").
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.digits import config as digits_config
+
+EXPERIMENTS = ("time", "euler", "point_mass", "sharing")  # cheapest first; runs are shared
+DEC_BLOCKS = "1x2,4m1,4x5,8m4,8x9"
+
+
+def hvae_base() -> ml_collections.ConfigDict:
+  """The HVAE run every experiment starts from (the digits demo with a deeper decoder)."""
+  c = digits_config.get_config()
+  c.model.preset = "digits8"
+  c.model.exec_mode = "scan"
+  c.model.overrides = ml_collections.ConfigDict({"dec_blocks": DEC_BLOCKS})
+  c.train.steps = 1500
+  c.train.eval_every = 0
+  c.train.log_every = 50
+  c.train.checkpoint_every = 1500
+  c.optim.decay_steps = 1450
+  c.eval.num_samples = 12
+  return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.experiments = EXPERIMENTS if arg in (None, "", "all", "small") else (arg,)
+  if any(e not in EXPERIMENTS for e in c.experiments):
+    raise ValueError(
+      f"unknown experiment {arg!r}; choose from {', '.join(EXPERIMENTS)}, all, small"
+    )
+  c.hvae = hvae_base()
+  c.seeds = (0, 1)
+  c.shares = ("1", "2", "full")
+  c.zetas = (0.3, 1.0)
+  c.temperatures = (1.0, 0.9, 0.8, 0.7, 0.5)
+  c.num_prior_samples = 256
+  c.time_embedding_runs = True  # sharing: also full sharing with a FiLM time embedding
+  c.euler_eval_blocks = ("1x1,4m1,4x2,8m4,8x4", DEC_BLOCKS, "1x4,4m1,4x11,8m4,8x19")
+  c.euler_train = (1, 2)  # which of euler_eval_blocks are also trained
+  c.results_dir = "experiments/hvae_claims/results"
+  if arg == "small":
+    c.hvae.train.steps = 20
+    c.hvae.train.log_every = 10
+    c.hvae.train.checkpoint_every = 20
+    c.hvae.train.steps_per_call = 1
+    c.hvae.optim.warmup_steps = 5
+    c.hvae.optim.decay_steps = 15
+    c.hvae.eval.num_samples = 4
+    c.hvae.model.overrides.dec_blocks = "1x1,4m1,4x1,8m4,8x2"
+    c.euler_eval_blocks = ("1x1,4m1,8m4", "1x1,4m1,4x1,8m4,8x2", "1x2,4m1,4x3,8m4,8x5")
+    c.seeds = (0,)
+    c.shares = ("1",)
+    c.time_embedding_runs = False
+    c.euler_train = (1,)
+    c.zetas = (1.0,)
+    c.num_prior_samples = 16
+    c.results_dir = ""  # the workdir
+  return c
