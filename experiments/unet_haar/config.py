@@ -28,6 +28,10 @@ Variants (``config.py:<arg>``):
   Hardware: the shared 2-core x86_64 CPU (load 5-9 from other jobs), jax 0.10.2.
   Wall time: see experiments/README.md (measured there). Writes ``results/fashion.json`` and
   ``results/fashion_{u1,u2,examples}.png``.
+* ``fashion_finest``: U2 (b) with the skip replaced at the finest level (j = 2) only, the coarser
+  skip kept full (per-call ``skip_mode=(mode, "full")`` in training and evaluation): the avg-pool
+  net with full skips plus three retrainings, 3 seeds each, same budget and data as ``fashion``.
+  Writes ``results/fashion_finest.*``.
 * ``digits``: scikit-learn's 8x8 digits (1,438 train / 359 test, import_digits' split), two
   levels (8 -> 4 -> 2), widths (16, 32, 32), 1,000 steps at batch 64, seeds 0-2. Command as above
   with ``:digits``. Writes ``results/digits.*``.
@@ -40,7 +44,7 @@ Variants (``config.py:<arg>``):
 
 import ml_collections
 
-VARIANTS = ("fashion", "digits", "fashion32", "small")
+VARIANTS = ("fashion", "fashion_finest", "digits", "fashion32", "small")
 
 
 def _base() -> ml_collections.ConfigDict:
@@ -55,8 +59,9 @@ def _base() -> ml_collections.ConfigDict:
   # U1 and U2 (a): one full-skip net per pooling and seed
   c.poolings = ("avg", "max", "conv")
   # U2 (b): retrain with the skip replaced at construction ("none" = skips=False)
+  # levels: "all" (skip replaced at every level, at construction) and/or "finest" (at j = J only)
   c.retrain = ml_collections.ConfigDict(
-    dict(pooling="avg", skip_modes=("detail", "approx", "none"))
+    dict(pooling="avg", skip_modes=("detail", "approx", "none"), levels=("all",))
   )
   c.optim = ml_collections.ConfigDict(
     dict(lr=2e-3, warmup_steps=50, b1=0.9, b2=0.999, grad_clip=1.0)
@@ -84,6 +89,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = _base()
   if arg == "fashion":
     pass
+  elif arg == "fashion_finest":
+    c.name = arg
+    c.poolings = ("avg",)
+    c.retrain.levels = ("finest",)
   elif arg == "fashion32":
     c.name = "fashion32"
     c.data.pad_to = 32

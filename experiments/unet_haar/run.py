@@ -108,13 +108,28 @@ def dyadic_levels(side: int) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def groups(cfg) -> list[tuple[str, dict]]:
-  """``(label, UNet keyword overrides)`` of every trained architecture, full-skip nets first."""
-  out = [(p, dict(pooling=p)) for p in cfg.poolings]
-  for mode in cfg.retrain.skip_modes:
-    arch = dict(pooling=cfg.retrain.pooling)
-    arch |= dict(skips=False) if mode == "none" else dict(skip_mode=mode)
-    out.append((f"{cfg.retrain.pooling}/{mode}", arch))
+def groups(cfg) -> list[tuple[str, dict, tuple[str, ...] | None]]:
+  """``(label, UNet keyword overrides, per-level skip modes)`` of every trained net.
+
+  Full-skip nets first (label = pooling). U2 (b) retrainings follow: ``retrain.levels`` entry
+  ``"all"`` replaces the skip at every level at construction (label ``avg/<mode>``; ``none`` is
+  ``skips=False``); ``"finest"`` replaces it at the finest level j = J only, through the per-call
+  ``skip_mode`` used in training and evaluation alike (label ``avg/j<J>:<mode>``; ``none`` feeds
+  zeros there).
+  """
+  out = [(p, dict(pooling=p), None) for p in cfg.poolings]
+  n_levels = len(cfg.model.widths) - 1
+  pool = cfg.retrain.pooling
+  for where in cfg.retrain.levels:
+    for mode in cfg.retrain.skip_modes:
+      if where == "all":
+        arch = dict(pooling=pool) | (dict(skips=False) if mode == "none" else dict(skip_mode=mode))
+        out.append((f"{pool}/{mode}", arch, None))
+      elif where == "finest":
+        modes = (mode,) + ("full",) * (n_levels - 1)
+        out.append((f"{pool}/j{n_levels}:{mode}", dict(pooling=pool), modes))
+      else:
+        raise ValueError(f"retrain.levels entries must be 'all' or 'finest', got {where!r}")
   return out
 
 
@@ -129,8 +144,12 @@ def make_model(cfg, arch: dict, seed: int) -> UNet:
   )
 
 
-def train_group(cfg, arch: dict, train_x: np.ndarray) -> tuple[Trainer, list[dict]]:
+def train_group(
+  cfg, arch: dict, train_x: np.ndarray, *, modes: tuple[str, ...] | None = None
+) -> tuple[Trainer, list[dict]]:
   """Trains one architecture for every seed with one compiled step (same graph for all seeds).
+
+  ``modes`` (optional) overrides the skip variant per level in every training call.
 
   Seed ``s`` fixes the initialisation, the data order and the training noise; the data order and
   noise are therefore the same for every architecture at a given seed (paired comparisons).
@@ -141,7 +160,7 @@ def train_group(cfg, arch: dict, train_x: np.ndarray) -> tuple[Trainer, list[dic
   def loss_fn(model, batch, key):
     x = batch["x"]
     z, sigma = add_noise(key, x, sigma_min=t.sigma_min, sigma_max=t.sigma_max)
-    y = model(z, sigma if cond else None)
+    y = model(z, sigma if cond else None, skip_mode=modes)
     return jnp.mean(jnp.square(y - x)), {}
 
   o = cfg.optim
@@ -180,8 +199,9 @@ def train_group(cfg, arch: dict, train_x: np.ndarray) -> tuple[Trainer, list[dic
       if t.log_every and (i + 1) % t.log_every == 0:
         recent = float(np.mean(jax.device_get(losses[-t.log_every :])))
         logging.info(
-          "%s seed %d step %d/%d loss %.5f (%.0f s)",
+          "%s %s seed %d step %d/%d loss %.5f (%.0f s)",
           arch,
+          modes or "",
           seed,
           i + 1,
           t.steps,
@@ -355,17 +375,26 @@ def verdicts(summary: dict, cfg) -> dict:
   """The THEORY §3.3 [hypothesis] items, each with the rule that decides it and the numbers."""
   out = {}
   pool = cfg.retrain.pooling
+  n_levels = len(cfg.model.widths) - 1
   own = lambda label: summary[label]["loss"]["full"]
-  if pool in summary and all(f"{pool}/{m}" in summary for m in ABLATIONS):
+  for where in cfg.retrain.levels:
+    tag, prefix, scope = (
+      ("", "", "at every level")
+      if where == "all"
+      else ("finest_", f"j{n_levels}:", f"at the finest level j = {n_levels} only")
+    )
+    labels = [f"{pool}/{prefix}{m}" for m in ABLATIONS]
+    if pool not in summary or not all(lbl in summary for lbl in labels):
+      continue
     full = own(pool)
-    det, app_, none = (own(f"{pool}/{m}") for m in ABLATIONS)
+    det, app_, none = (own(lbl) for lbl in labels)
     gap = none["mean"] - full["mean"]
     d1, s1 = _within_spread(det, full)
     rel1 = d1 / gap if gap > 0 else float("nan")
     v1 = "supported" if abs(d1) <= s1 else ("mixed" if abs(rel1) <= 0.1 else "not supported")
-    out["b_detail_only_matches_full"] = dict(
-      claim="(b) retrained with detail-only skips, the avg-pool net matches full skips within "
-      "seed spread",
+    out[f"b_{tag}detail_only_matches_full"] = dict(
+      claim=f"(b) retrained with detail-only skips {scope}, the avg-pool net matches full skips "
+      "within seed spread",
       rule="supported if |Δ| <= 2 s.e. (seeds); mixed if outside but |Δ| <= 10% of the "
       "none-vs-full gap; else not supported",
       delta=d1,
@@ -376,8 +405,8 @@ def verdicts(summary: dict, cfg) -> dict:
     d2, s2 = _within_spread(app_, none)
     rel2 = (app_["mean"] - full["mean"]) / gap if gap > 0 else float("nan")
     v2 = "supported" if abs(d2) <= s2 else ("mixed" if rel2 >= 0.75 else "not supported")
-    out["b_approx_only_as_bad_as_none"] = dict(
-      claim="(b) approximation-only skips are about as bad as no skips",
+    out[f"b_{tag}approx_only_as_bad_as_none"] = dict(
+      claim=f"(b) approximation-only skips {scope} are about as bad as no skips there",
       rule="supported if |approx - none| <= 2 s.e.; mixed if outside but approx-only keeps >= 75% "
       "of the none-vs-full gap; else not supported",
       delta=d2,
@@ -571,9 +600,9 @@ def run(cfg, workdir: str) -> dict:
   )
 
   summary, per_seed_all, timing, examples, n_params = {}, {}, {}, {}, {}
-  for label, arch in groups(cfg):
+  for label, arch, modes in groups(cfg):
     t0 = time.perf_counter()
-    trainer, runs = train_group(cfg, arch, train_x)
+    trainer, runs = train_group(cfg, arch, train_x, modes=modes)
     t_train = time.perf_counter() - t0
     predict, features = make_eval_fns(
       trainer,
@@ -582,7 +611,7 @@ def run(cfg, workdir: str) -> dict:
       spectrum_levels=spectrum_levels,
     )
     retrained = "/" in label
-    variants = {"full": None} if retrained else skip_variants(n_levels, bool(cfg.eval.per_level))
+    variants = {"full": modes} if retrained else skip_variants(n_levels, bool(cfg.eval.per_level))
     per_seed = []
     for r in runs:
       losses, feats, ex = evaluate_run(
@@ -620,7 +649,7 @@ def run(cfg, workdir: str) -> dict:
 
   pools = [p for p in cfg.poolings]
   retrained = [cfg.retrain.pooling] if cfg.retrain.pooling in summary else []
-  retrained += [g for g, _ in groups(cfg) if "/" in g]
+  retrained += [g for g, _, _ in groups(cfg) if "/" in g]
   payload = dict(
     name=cfg.name,
     data=dict(
@@ -634,7 +663,7 @@ def run(cfg, workdir: str) -> dict:
     levels=[dict(j=n_levels - i, side=side >> i, index=i) for i in range(n_levels)],
     level_names=level_names,
     band_names=band_names,
-    groups={g: a for g, a in groups(cfg)},
+    groups={g: dict(a, modes=m) if m else a for g, a, m in groups(cfg)},
     n_params=n_params,
     summary=summary,
     verdicts=verdicts(summary, cfg),

@@ -92,6 +92,14 @@ def test_verdict_rules_on_synthetic_summaries():
   assert v["b_approx_only_as_bad_as_none"]["verdict"] == "not supported"
   assert v["a_detail_removal_hurts_far_more"]["verdict"] == "not supported"
   assert v["u3_clean_split_for_avg_only"]["verdict"] == "mixed"  # leaks fine, split not
+  # the same rules for the finest-level-only retrainings
+  cfg = uh_config.get_config("fashion_finest")
+  finest = {"avg": summary["avg"]}
+  finest |= {f"avg/j2:{m}": summary[f"avg/{m}"] for m in ("detail", "approx", "none")}
+  v = run.verdicts(finest, cfg)
+  assert v["b_finest_detail_only_matches_full"]["verdict"] == "not supported"
+  assert v["b_finest_approx_only_as_bad_as_none"]["verdict"] == "not supported"
+  assert "b_detail_only_matches_full" not in v and "u3_clean_split_for_avg_only" not in v
 
 
 def test_skip_variants_and_groups():
@@ -102,9 +110,13 @@ def test_skip_variants_and_groups():
   assert variants["j1:none"] == ("full", "none")
   assert len(variants) == 1 + 3 + 2 * 3
   assert list(run.skip_variants(3, False)) == ["full", "all:detail", "all:approx", "all:none"]
-  labels = dict(run.groups(uh_config.get_config("fashion")))
-  assert labels["avg/none"] == {"pooling": "avg", "skips": False}
-  assert labels["avg/detail"] == {"pooling": "avg", "skip_mode": "detail"}
+  labels = {g: (a, m) for g, a, m in run.groups(uh_config.get_config("fashion"))}
+  assert list(labels) == ["avg", "max", "conv", "avg/detail", "avg/approx", "avg/none"]
+  assert labels["avg/none"] == ({"pooling": "avg", "skips": False}, None)
+  assert labels["avg/detail"] == ({"pooling": "avg", "skip_mode": "detail"}, None)
+  labels = {g: (a, m) for g, a, m in run.groups(uh_config.get_config("fashion_finest"))}
+  assert list(labels) == ["avg", "avg/j2:detail", "avg/j2:approx", "avg/j2:none"]
+  assert labels["avg/j2:approx"] == ({"pooling": "avg"}, ("approx", "full"))
   assert [run.dyadic_levels(n) for n in (28, 32, 8, 7)] == [2, 5, 3, 0]
 
 
