@@ -31,9 +31,6 @@ from mrflax.training import ghm as T
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
@@ -1007,27 +1004,39 @@ def run_e4(cfg, workdir) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def main(argv) -> None:
-  del argv
-  cfg = _CONFIG.value
-  workdir = _WORKDIR.value
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(cfg.to_json(indent=1))
-  logging.info("backend %s, devices %s", jax.default_backend(), jax.devices())
-  runners = dict(
-    e1=run_e1,
-    e1_ablations=run_e1_ablations,
-    e1_ntrain=run_e1_ntrain,
-    e1_width=run_e1_width,
-    e1_exact_bp=run_e1_exact_bp,
-    e2=run_e2,
-    e3=run_e3,
-    e3_ntrain=run_e3_ntrain,
-    e4=run_e4,
-  )
-  runners[cfg.experiment](cfg, workdir)
+def _main(config_flag, workdir_flag):
+  """The absl entry point, given the flag holders (defined only when run as a program)."""
+
+  def main(argv) -> None:
+    del argv
+    cfg = config_flag.value
+    workdir = workdir_flag.value
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(cfg.to_json(indent=1))
+    logging.info("backend %s, devices %s", jax.default_backend(), jax.devices())
+    runners = dict(
+      e1=run_e1,
+      e1_ablations=run_e1_ablations,
+      e1_ntrain=run_e1_ntrain,
+      e1_width=run_e1_width,
+      e1_exact_bp=run_e1_exact_bp,
+      e2=run_e2,
+      e3=run_e3,
+      e3_ntrain=run_e3_ntrain,
+      e4=run_e4,
+    )
+    runners[cfg.experiment](cfg, workdir)
+
+  return main
 
 
 if __name__ == "__main__":
-  app.run(main)
+  # Flags are defined only when run as a program, so tests can import this module next to other
+  # experiment runners that define --config too (absl refuses a flag defined twice).
+  app.run(
+    _main(
+      config_flags.DEFINE_config_file("config", None, "Experiment config.", lock_config=True),
+      flags.DEFINE_string("workdir", None, "Output directory.", required=True),
+    )
+  )

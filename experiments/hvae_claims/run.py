@@ -35,10 +35,6 @@ from mrflax import data, nn, wavelets
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-
-
 # ---------------------------------------------------------------------------------------------
 # Runs
 # ---------------------------------------------------------------------------------------------
@@ -380,7 +376,7 @@ def run_time(cfg, workdir: pathlib.Path) -> dict:
   axes[1].set_ylabel("held-out R² (block index)")
   axes[1].set_title("D2: depth probe within each resolution")
   axes[1].axhline(0, color="k", lw=0.5)
-  axes[1].legend(fontsize=7)
+  axes[1].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
   _dump(cfg, workdir, "time", result, fig)
   return result
 
@@ -608,17 +604,29 @@ RUNNERS = {
 }
 
 
-def main(argv) -> None:
-  del argv
-  cfg = _CONFIG.value
-  workdir = pathlib.Path(_WORKDIR.value)
-  workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "config.json").write_text(cfg.to_json(indent=1))
-  for name in cfg.experiments:
-    t0 = time.perf_counter()
-    RUNNERS[name](cfg, workdir)
-    print(f"[claims] {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+def _main(config_flag, workdir_flag):
+  """The absl entry point, given the flag holders (defined only when run as a program)."""
+
+  def main(argv) -> None:
+    del argv
+    cfg = config_flag.value
+    workdir = pathlib.Path(workdir_flag.value)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(cfg.to_json(indent=1))
+    for name in cfg.experiments:
+      t0 = time.perf_counter()
+      RUNNERS[name](cfg, workdir)
+      print(f"[claims] {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+  return main
 
 
 if __name__ == "__main__":
-  app.run(main)
+  # Flags are defined only when run as a program, so tests can import this module next to other
+  # experiment runners that define --config too (absl refuses a flag defined twice).
+  app.run(
+    _main(
+      config_flags.DEFINE_config_file("config", None, "Experiment config.", lock_config=True),
+      flags.DEFINE_string("workdir", None, "Output directory.", required=True),
+    )
+  )
