@@ -47,7 +47,7 @@ fmt: $(STAMP)
 
 # pytest exits 5 when it collects no tests: that is a failure here, with a message.
 test: lint
-	@$(PY) -m pytest -n $(JOBS) -q $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -n $(JOBS) --dist worksteal -q --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit code 5)"; fi; exit $$rc
 
 bench: $(STAMP)

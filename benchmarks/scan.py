@@ -61,15 +61,23 @@ def main() -> None:
   ap.add_argument("--repeats", type=int, default=10)
   ap.add_argument("--skip-unrolled-compile", action="store_true", help="skip unrolled at depths")
   ap.add_argument(
+    "--variants",
+    nargs="+",
+    default=list(VARIANTS),
+    choices=list(VARIANTS),
+    help="which formulations to compile and time (unrolled and scan are always needed)",
+  )
+  ap.add_argument(
     "--compile-repeats", type=int, default=2, help="compiles per variant and depth; min is kept"
   )
   args = ap.parse_args()
+  variants = {n: kw for n, kw in VARIANTS.items() if n in {"unrolled", "scan", *args.variants}}
 
   d = args.ratio_depth
-  compile_s: dict[str, dict[int, float]] = {v: {} for v in VARIANTS}
+  compile_s: dict[str, dict[int, float]] = {v: {} for v in variants}
   steps = {}
   for depth in sorted({*args.depths, d}):
-    for name, kw in VARIANTS.items():
+    for name, kw in variants.items():
       if name == "unrolled" and args.skip_unrolled_compile and depth != d:
         continue
       spec = spec_for(depth, args.width, **kw)
@@ -94,7 +102,9 @@ def main() -> None:
     params=count_params(spec_for(d, args.width)).total,
     step_s={n: round(t, 4) for n, t in med.items()},
     scan_over_unrolled=round(median_ratio(times["scan"], times["unrolled"]), 3),
-    scan_xla_over_unrolled=round(median_ratio(times["scan_xla"], times["unrolled"]), 3),
+    scan_xla_over_unrolled=(
+      round(median_ratio(times["scan_xla"], times["unrolled"]), 3) if "scan_xla" in times else None
+    ),
     compile_s={n: {str(k): v for k, v in sorted(c.items())} for n, c in compile_s.items()},
     compile_64_over_8=round(compile_s["scan"][hi] / compile_s["scan"][lo], 3),
     depths=[lo, hi],

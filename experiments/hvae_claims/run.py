@@ -101,15 +101,23 @@ def _metrics(workdir: pathlib.Path, name: str) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 
 
+# Module-level jitted functions: one compile per model architecture, reused across runs (trained
+# and init weights) and temperatures (a traced argument). A ``jax.jit(lambda ...)`` built per
+# call would miss the cache and recompile every time.
+_posterior_pass = jax.jit(lambda m, x, k: m.forward(x, k, return_states=True).states)
+_prior_pass = jax.jit(
+  lambda m, k, t, n: m.decoder(None, k, batch_size=n, temperature=t, return_states=True),
+  static_argnums=3,
+)
+_sample = jax.jit(lambda m, k, n: m.sample(k, batch_size=n, temperature=1.0), static_argnums=2)
+
+
 def _posterior_states(model, x, key):
-  return jax.jit(lambda m, x, k: m.forward(x, k, return_states=True).states)(model, x, key)
+  return _posterior_pass(model, x, key)
 
 
 def _prior_states(model, n, temperature, key):
-  f = jax.jit(
-    lambda m, k, t: m.decoder(None, k, batch_size=n, temperature=t, return_states=True),
-  )
-  out = f(model, key, jnp.float32(temperature))
+  out = _prior_pass(model, key, jnp.float32(temperature), n)
   return out.states, out.out
 
 
@@ -252,9 +260,10 @@ def _dump(cfg, workdir, name, payload, fig) -> None:
   print(f"[claims] wrote {out / name}.json and .png", flush=True)
 
 
-def _mean_sd(values) -> tuple[float, float]:
+def _mean_sd(values) -> tuple[float, float | None]:
+  """Mean and sample s.d. (ddof = 1); the s.d. is None (JSON null) for a single seed."""
   v = np.asarray(values, np.float64)
-  return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+  return float(v.mean()), (float(v.std(ddof=1)) if len(v) > 1 else None)
 
 
 def sharing_runs(cfg) -> dict[str, ml_collections.ConfigDict]:
@@ -552,9 +561,7 @@ def run_euler(cfg, workdir: pathlib.Path) -> dict:
       m = nn.HVAE(other, rngs=nnx.Rngs(0))
       nnx.update(m, params)  # one cell per resolution: the same parameter tree
       res = hvae_train.evaluate_split(c, other, m, source, key=jax.random.key(c.seed + 1))
-      samples = jax.jit(lambda m, k: m.sample(k, batch_size=8, temperature=1.0))(
-        m, jax.random.key(c.seed + 5)
-      )
+      samples = _sample(m, jax.random.key(c.seed + 5), 8)
       grids.append((f"{name} → N'={other.n_applications}", np.asarray(samples)))
       rows.append(
         dict(
