@@ -11,8 +11,9 @@ stacked blocks of each resolution; ``shared`` = weight sharing with group size `
 (default ``full``), scanned. ``--conv-backward`` picks the convolution VJP (``auto``: custom
 where scanned; ``xla``: JAX's own; ``custom``: mrflax.nn.conv_ops, fast inside loops on CPU).
 Compile time (``lower().compile()``) is reported apart from the median step time over
-``--repeats`` calls after one warm-up. The last line of stdout is one JSON object with ``step_s``
-(median seconds per step), ``compile_s`` and ``params``.
+``--repeats`` calls after one warm-up. ``--compute-dtype bfloat16`` applies the precision policy
+(bf16 convolutions; fp32 parameters, KL, likelihood and softplus/exp). The last line of stdout
+is one JSON object with ``step_s`` (median seconds per step), ``compile_s`` and ``params``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ def main() -> None:
   ap.add_argument("--conv-backward", choices=("auto", "xla", "custom"), default="custom")
   ap.add_argument("--repeats", type=int, default=5)
   ap.add_argument("--scan-unroll", type=int, default=1)
+  ap.add_argument(
+    "--compute-dtype",
+    choices=("float32", "bfloat16"),
+    default="float32",
+    help="precision policy: bfloat16 = bf16 convolutions, fp32 parameters, KL and likelihood",
+  )
   args = ap.parse_args()
 
   share = 1
@@ -51,10 +58,12 @@ def main() -> None:
     exec_mode="unroll" if args.mode == "unrolled" else "scan",
     scan_unroll=args.scan_unroll,
     conv_backward=args.conv_backward,
+    compute_dtype=None if args.compute_dtype == "float32" else args.compute_dtype,
   )
   counts = count_params(spec)
   print(
-    f"[hvae_step] {args.preset} {args.mode} (share={share}, conv_backward={args.conv_backward}): "
+    f"[hvae_step] {args.preset} {args.mode} (share={share}, conv_backward={args.conv_backward}, "
+    f"{args.compute_dtype}): "
     f"{counts.total:,} parameters, {counts.n_applications} applications of {counts.n_cells} cells",
     flush=True,
   )
@@ -89,6 +98,7 @@ def main() -> None:
       share=share,
       conv_backward=args.conv_backward,
       scan_unroll=args.scan_unroll,
+      compute_dtype=args.compute_dtype,
       params=counts.total,
       params_decoder_cells=counts.decoder_cells,
       n_applications=counts.n_applications,

@@ -35,7 +35,8 @@ def _goal(ok: bool) -> str:
 
 def _hvae_step(r):
   s = (
-    f"{r['preset']} {r['mode']} (share={r['share']}, conv {r['conv_backward']}): "
+    f"{r['preset']} {r['mode']} (share={r['share']}, conv {r['conv_backward']}, "
+    f"{r.get('compute_dtype', 'float32')}): "
     f"step {_f(r['step_s'], ' s')}, compile {_f(r['compile_s'], ' s')}, "
     f"{_f(r.get('images_per_s'), ' img/s')}, {r['params']:,} params"
   )
@@ -65,7 +66,8 @@ def _scan(r):
 def _memory(r):
   parts = [
     f"{x['preset']} {x['remat']}: {x['peak_mib']:.0f} MiB"
-    + (f", {x['step_s']} s" if "step_s" in x else "")
+    + (f", {x['step_s']} s/step" if x.get("step_s") else "")
+    + (" (not timed: over the free RAM)" if "step_s" in x and x["step_s"] is None else "")
     for x in r["rows"]
   ]
   return "; ".join(parts), ""
