@@ -20,7 +20,8 @@ that the loop body only holds canonical convolutions and matrix products:
 where :math:`\tilde x` is ``x`` zero-padded by :math:`(k-1)/2` on each side: the input gradient
 is an ordinary stride-1 convolution with the spatially flipped, in/out-swapped kernel, and the
 weight gradient is one matrix product (contraction over batch and pixels) per kernel offset
-:math:`(a, b)`. For 1x1 kernels both are plain matrix products. Gradients equal the automatic
+:math:`(a, b)`. For 1x1 kernels the forward pass and both gradients are plain 2-D matrix
+products over pixels (2-4x faster than a 1x1 convolution on XLA:CPU). Gradients equal the automatic
 ones up to float round-off (tested).
 
 :func:`conv_general_dilated` is a drop-in for ``jax.lax.conv_general_dilated`` (it can be passed to
@@ -44,7 +45,16 @@ _DN = ("NHWC", "HWIO", "NHWC")
 
 
 def _conv(x, w, precision):
+  if w.shape[0] == w.shape[1] == 1:  # a 1x1 convolution is a matmul over pixels
+    return _pixels_matmul(x, w[0, 0], precision)
   return lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=_DN, precision=precision)
+
+
+def _pixels_matmul(x, w2, precision):
+  """``[b, h, w, i] @ [i, o]`` as one 2-D matmul: on XLA:CPU 2-4x faster than the equivalent 1x1
+  ``conv_general_dilated`` or 4-D ``einsum``, forward and backward (benchmarks/README.md)."""
+  y = jnp.matmul(x.reshape(-1, x.shape[-1]), w2, precision=precision)
+  return y.reshape(*x.shape[:-1], w2.shape[-1])
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -60,9 +70,9 @@ def _bwd(precision, res, dy):
   x, w = res
   kh, kw = w.shape[:2]
   if kh == kw == 1:
-    w2 = w[0, 0]
-    dx = jnp.einsum("bhwo,io->bhwi", dy, w2, precision=precision)
-    dw = jnp.einsum("bhwi,bhwo->io", x, dy, precision=precision)[None, None]
+    dx = _pixels_matmul(dy, w[0, 0].T, precision)
+    x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
+    dw = jnp.matmul(x2.T, dy2, precision=precision)[None, None]
     return dx.astype(x.dtype), dw.astype(w.dtype)
   w_t = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
   dx = _conv(dy, w_t, precision)
