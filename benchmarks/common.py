@@ -87,12 +87,8 @@ def matmul_flops_per_s(n: int = 2048, *, repeats: int = 10) -> float:
   return 2 * n**3 / t["min_s"]
 
 
-def hvae_train_step(spec: Any, *, batch: int, seed: int = 0) -> dict[str, Any]:
-  """An AOT-compiled HVAE train step (forward, backward, AdamW with VDVAE's settings).
-
-  Returns ``dict(step=callable() -> loss, compile_s=..., init_s=..., flops=..., compiled=...)``;
-  each ``step()`` call advances the parameters (buffers donated), on random 8-bit targets.
-  """
+def _train_step(spec: Any, *, batch: int, seed: int) -> tuple[Callable, tuple, float]:
+  """The HVAE train step function, its arguments and the model's init time (no compile)."""
   import optax
   from flax import nnx
 
@@ -118,25 +114,49 @@ def hvae_train_step(spec: Any, *, batch: int, seed: int = 0) -> dict[str, Any]:
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
+  return train_step, (params, opt_state, x, key), init_s
+
+
+def _flops(cost: Any) -> float | None:
+  if isinstance(cost, list):
+    cost = cost[0] if cost else {}
+  return (cost or {}).get("flops")
+
+
+def hvae_train_step(spec: Any, *, batch: int, seed: int = 0) -> dict[str, Any]:
+  """An AOT-compiled HVAE train step (forward, backward, AdamW with VDVAE's settings).
+
+  Returns ``dict(step=callable() -> loss, compile_s=..., init_s=..., flops=..., compiled=...)``;
+  each ``step()`` call advances the parameters (buffers donated), on random 8-bit targets.
+  ``flops`` is XLA's cost analysis of the compiled program, which counts a ``while`` (scan) body
+  once: use :func:`unrolled_flops` for the model FLOPs of a scanned model.
+  """
+  train_step, args, init_s = _train_step(spec, batch=batch, seed=seed)
   t0 = time.perf_counter()
-  compiled = jax.jit(train_step, donate_argnums=(0, 1)).lower(params, opt_state, x, key).compile()
+  compiled = jax.jit(train_step, donate_argnums=(0, 1)).lower(*args).compile()
   compile_s = time.perf_counter() - t0
-  state = {"params": params, "opt": opt_state}
+  state = {"params": args[0], "opt": args[1]}
+  x, key = args[2], args[3]
 
   def step():
     state["params"], state["opt"], loss = compiled(state["params"], state["opt"], x, key)
     return loss
 
-  cost = compiled.cost_analysis()
-  if isinstance(cost, list):
-    cost = cost[0] if cost else {}
   return dict(
     step=step,
     compile_s=compile_s,
     init_s=init_s,
-    flops=(cost or {}).get("flops"),
+    flops=_flops(compiled.cost_analysis()),
     compiled=compiled,
   )
+
+
+def unrolled_flops(spec: Any, *, batch: int) -> float | None:
+  """FLOPs of one train step of ``spec`` with every stack unrolled (traced and lowered, not
+  compiled): the model's real operation count, where XLA counts a scanned body only once."""
+  unrolled = spec.replace(exec_mode="unroll", exec_overrides=(), remat="none")
+  train_step, args, _ = _train_step(unrolled, batch=batch, seed=0)
+  return _flops(jax.jit(train_step).lower(*args).cost_analysis())
 
 
 def emit(result: dict[str, Any]) -> None:

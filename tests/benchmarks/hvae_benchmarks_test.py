@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 
@@ -51,10 +52,13 @@ def test_hvae_step_benchmark_tiny():
     "shared",
     "--repeats",
     "2",
+    "--compute-dtype",
+    "bfloat16",
   )
   for key in ("step_s", "compile_s", "params", "images_per_s"):
     assert r[key] > 0
   assert r["n_cells"] == 2 and r["n_applications"] == 4 and r["conv_backward"] == "custom"
+  assert r["compute_dtype"] == "bfloat16" and np.isfinite(r["loss"])
 
 
 def test_memory_benchmark_tiny():
