@@ -14,8 +14,11 @@ only its input is kept, the applications are recomputed in the backward pass).
 
 All modes compute the same function with the same parameters (tested to float32 round-off), and
 gradients flow back to each distinct cell's own Params (weight sharing = gradient accumulation).
-Non-Param state of the cells is read from the first distinct cell and not written back (the HVAE
-cells hold none: randomness comes in through explicit per-step keys).
+Non-Param state (batch statistics, RNG counts, any other ``nnx.Variable``) is carried through
+every mode exactly as the unrolled loop updates it: a shared cell's state passes from one of its
+applications to the next, a per-step module's state is its own, and the final values are written
+back into the modules, so ``cells`` and ``per_step`` hold the same state afterwards whichever mode
+ran (tested for each mode with ``nnx.BatchNorm`` and ``nnx.Dropout`` cells).
 """
 
 from __future__ import annotations
@@ -53,6 +56,23 @@ def _stack(trees):
   return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
 
 
+def _index(tree, i):
+  return jax.tree_util.tree_map(lambda a: a[i], tree)
+
+
+def _split_like(modules, what: str):
+  """``(graphdef, [params], [rest])`` of modules that must share one structure to be scanned."""
+  graphdef, params, rest = nnx.split(modules[0], nnx.Param, ...)
+  ps, rs = [params], [rest]
+  for i, m in enumerate(modules[1:], start=1):
+    g, p, r = nnx.split(m, nnx.Param, ...)
+    if g != graphdef:
+      raise ValueError(f"{what} 0 and {i} differ in structure; cannot scan them")
+    ps.append(p)
+    rs.append(r)
+  return graphdef, ps, rs
+
+
 def run_program(
   cells: Sequence[nnx.Module],
   cell_ids: Sequence[int],
@@ -72,6 +92,10 @@ def run_program(
 
   .. math::
     c_{i+1}, y_i = \text{step}(\text{cell}_{\text{id}(i)}, c_i, x_i)
+
+  Non-Param state that ``step`` changes in a cell (batch statistics, RNG counts) is carried from
+  each application to the next one of the same cell and written back into ``cells`` (and
+  ``per_step``) at the end, in every mode: all modes leave the modules in the same state.
 
   Args:
     cells: the distinct cells (same structure and shapes if ``mode`` is not ``"unroll"``).
@@ -106,8 +130,6 @@ def run_program(
     raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {remat!r}")
   if mode == "remat":
     mode, remat = "scan", "resolution" if remat == "resolution" else "block"
-  if remat == "resolution":
-    return _remat_whole(cells, cell_ids, step, carry, xs, mode, unroll, per_step)
   n = len(cell_ids)
   if n == 0:
     raise ValueError("run_program needs at least one application")
@@ -115,10 +137,12 @@ def run_program(
     raise ValueError(f"cell_ids {tuple(cell_ids)} out of range for {len(cells)} cells")
   if per_step is not None and len(per_step) != n:
     raise ValueError(f"per_step needs one module per application ({n}), got {len(per_step)}")
+  if remat == "resolution":
+    return _remat_whole(cells, cell_ids, step, carry, xs, mode, unroll, per_step)
   if mode == "unroll" or n == 1:
     ys = []
     for i, c in enumerate(cell_ids):
-      x_i = jax.tree_util.tree_map(lambda a, i=i: a[i], xs)
+      x_i = _index(xs, i)
       cell = cells[c] if per_step is None else (cells[c], per_step[i])
       if remat == "block":
         carry, y = _checkpointed(step, cell, carry, x_i)
@@ -126,70 +150,81 @@ def run_program(
         carry, y = step(cell, carry, x_i)
       ys.append(y)
     return carry, _stack(ys)
+  return _scan(cells, cell_ids, step, carry, xs, unroll, per_step, remat == "block")
+
+
+def _scan(cells, cell_ids, step, carry, xs, unroll, per_step, checkpoint):
+  """The ``lax.scan`` path of :func:`run_program`."""
+  n = len(cell_ids)
   distinct = sorted(set(cell_ids))
-  graphdef, params0, rest = nnx.split(cells[distinct[0]], nnx.Param, ...)
+  graphdef, plist, rlist = _split_like([cells[c] for c in distinct], "cells")
+  one = len(distinct) == 1
+  # Params are read-only in the loop: closed over (one cell) or stacked and indexed per step.
+  # The cells' other state is carried: it changes from one application to the next.
+  stacked = None if one else _stack(plist)
+  rest0 = rlist[0] if one else _stack(rlist)
+  local = jnp.asarray([distinct.index(c) for c in cell_ids], jnp.int32)
   if per_step is None:
-    own = None
+    own_graphdef, own, own_rest = None, None, None
   else:
-    own_graphdef, own0, own_rest = nnx.split(per_step[0], nnx.Param, ...)
-    own_list = [own0]
-    for m in per_step[1:]:
-      g, p, _ = nnx.split(m, nnx.Param, ...)
-      if g != own_graphdef:
-        raise ValueError("per_step modules differ in structure; cannot scan them")
-      own_list.append(p)
-    own = _stack(own_list)
-  if len(distinct) == 1:
+    own_graphdef, olist, orlist = _split_like(per_step, "per_step modules")
+    own, own_rest = _stack(olist), _stack(orlist)
 
-    def get_params(idx):
-      del idx
-      return params0
+  def body(c, inp):
+    user_carry, rest = c
+    idx, own_i, own_rest_i, x_i = inp
+    params = plist[0] if one else _index(stacked, idx)
+    cell_rest = rest if one else _index(rest, idx)
+    cell = nnx.merge(graphdef, params, cell_rest, copy=True)
+    mods = cell
+    if own_graphdef is not None:
+      mods = (cell, nnx.merge(own_graphdef, own_i, own_rest_i, copy=True))
+    user_carry, y = step(mods, user_carry, x_i)
+    new_rest = nnx.state(cell, nnx.Not(nnx.Param))
+    if not one:
+      new_rest = jax.tree_util.tree_map(lambda s, r: s.at[idx].set(r), rest, new_rest)
+    new_own_rest = None if own_graphdef is None else nnx.state(mods[1], nnx.Not(nnx.Param))
+    return (user_carry, new_rest), (y, new_own_rest)
 
-    local = jnp.zeros((n,), jnp.int32)
-  else:
-    plist = [params0]
-    for c in distinct[1:]:
-      g, p, _ = nnx.split(cells[c], nnx.Param, ...)
-      if g != graphdef:
-        raise ValueError(f"cells {distinct[0]} and {c} differ in structure; cannot scan them")
-      plist.append(p)
-    stacked = _stack(plist)
-
-    def get_params(idx):
-      return jax.tree_util.tree_map(lambda a: a[idx], stacked)
-
-    local = jnp.asarray([distinct.index(c) for c in cell_ids], jnp.int32)
-
-  def body(carry, inp):
-    idx, own_i, x_i = inp
-    cell = nnx.merge(graphdef, get_params(idx), rest, copy=True)
-    if own_i is not None:
-      cell = (cell, nnx.merge(own_graphdef, own_i, own_rest, copy=True))
-    return step(cell, carry, x_i)
-
-  if remat == "block":
+  if checkpoint:
     body = jax.checkpoint(body)
-  return jax.lax.scan(body, carry, (local, own, xs), length=n, unroll=unroll)
+  (carry, rest), (ys, own_rests) = jax.lax.scan(
+    body, (carry, rest0), (local, own, own_rest, xs), length=n, unroll=unroll
+  )
+  for j, c in enumerate(distinct):
+    nnx.update(cells[c], rest if one else _index(rest, j))
+  if per_step is not None:
+    for i, m in enumerate(per_step):
+      nnx.update(m, _index(own_rests, i))
+  return carry, ys
 
 
 def _checkpointed(step, cell, carry, x):
-  """``step(cell, carry, x)`` under ``jax.checkpoint``, the cell's state passed explicitly."""
+  """``step(cell, carry, x)`` under ``jax.checkpoint``; the cell's new state is written back."""
   graphdef, state = nnx.split(cell)
 
   @jax.checkpoint
   def f(state, carry, x):
-    return step(nnx.merge(graphdef, state, copy=True), carry, x)
+    m = nnx.merge(graphdef, state, copy=True)
+    carry, y = step(m, carry, x)
+    return carry, y, nnx.state(m)
 
-  return f(state, carry, x)
+  carry, y, new_state = f(state, carry, x)
+  nnx.update(cell, new_state)
+  return carry, y
 
 
 def _remat_whole(cells, cell_ids, step, carry, xs, mode, unroll, per_step):
   """The whole program under one ``jax.checkpoint`` (remat policy ``"resolution"``)."""
-  graphdef, state = nnx.split((list(cells), None if per_step is None else list(per_step)))
+  modules = (list(cells), None if per_step is None else list(per_step))
+  graphdef, state = nnx.split(modules)
 
   @jax.checkpoint
   def f(state, carry, xs):
     cs, ps = nnx.merge(graphdef, state, copy=True)
-    return run_program(cs, cell_ids, step, carry, xs, mode=mode, unroll=unroll, per_step=ps)
+    out = run_program(cs, cell_ids, step, carry, xs, mode=mode, unroll=unroll, per_step=ps)
+    return out, nnx.state((cs, ps))
 
-  return f(state, carry, xs)
+  out, new_state = f(state, carry, xs)
+  nnx.update(modules, new_state)
+  return out
