@@ -10,6 +10,7 @@ every so many steps; its metrics are logged with the prefix ``eval/`` and the be
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import math
@@ -156,18 +157,23 @@ def fit(
   state = jax.device_put(trainer.init_state(model, jax.random.key(loop.seed)), rep)
   del model
   ckpt = Checkpointer(f"{workdir}/checkpoints", max_to_keep=loop.keep_checkpoints)
-  restored = ckpt.restore(state)
+  restored = ckpt.restore(state, config=config)  # CheckpointMismatchError: the model changed
   resumed_from = None
+  for path in ckpt.set_aside:
+    print(
+      f"[fit] WARNING: unreadable checkpoint kept as {path}; using the previous one", flush=True
+    )
   if restored is not None:
     state, resumed_from = restored.state, restored.step
     if restored.data_state and hasattr(train_iter, "set_state"):
       train_iter.set_state(restored.data_state)
     logging.info("resumed from step %d in %s", resumed_from, ckpt.directory)
     print(f"[fit] resumed from checkpoint at step {resumed_from}", flush=True)
-    if restored.skipped_corrupt:
-      print(
-        f"[fit] WARNING: unreadable checkpoints skipped: {restored.skipped_corrupt}", flush=True
-      )
+    if restored.config_changes:
+      changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in restored.config_changes)
+      print(f"[fit] note: config changed since that checkpoint (saved -> now): {changes}")
+  elif ckpt.set_aside:
+    print("[fit] WARNING: no readable checkpoint left: starting afresh", flush=True)
 
   # -------------------------------------------------------------------------------------- compile
   k = loop.steps_per_call
@@ -218,6 +224,10 @@ def fit(
     while step < loop.steps:
       state, metrics = compiled(state, batches)
       step += k
+      position = _iter_state(train_iter)  # the data position that goes with this state
+      if step < loop.steps:
+        batches = next_batches()  # while the device computes
+      _check_skips(host_array(metrics["consecutive_skips"]), step, loop, metrics)
       window.append(metrics)
       if step % loop.log_every == 0 or step == loop.steps:
         fetched = jax.tree.map(host_array, window)
@@ -225,6 +235,7 @@ def fit(
         stacked = {
           key: np.concatenate([np.atleast_1d(m[key]) for m in fetched]) for key in fetched[0]
         }
+        stacked.pop("consecutive_skips")
         last = {key: float(np.mean(v)) for key, v in stacked.items()}
         last["skipped"] = float(np.sum(stacked["skipped"]))
         if "grad_norm" in stacked:  # spikes vanish in the window mean (THEORY 6.3)
@@ -236,25 +247,14 @@ def fit(
           progress.update(step, {key: last[key] for key in shown if key in last})
         if on_log is not None:
           on_log(step, last)
-        consecutive = int(host_array(state.consecutive_skips))
-        if consecutive >= loop.max_consecutive_skips:
-          raise TrainingDivergedError(
-            f"{consecutive} consecutive updates were skipped (limit "
-            f"max_consecutive_skips={loop.max_consecutive_skips}) at step {step}: last loss "
-            f"{last.get('loss')}, gradient norm {last.get('grad_norm')} against threshold "
-            f"{last.get('skip_threshold')}. Parameters stay at the last good update; lower the "
-            "learning rate, raise optim.skip_threshold, or check the data for NaNs."
-          )
       if loop.eval_every and step % loop.eval_every == 0:
-        last_eval = _evaluate(eval_fn, trainer, state, step, loop, writer, ckpt, train_iter, config)
+        last_eval = _evaluate(eval_fn, trainer, state, step, loop, writer, ckpt, position, config)
       if step % loop.checkpoint_every == 0 or step == loop.steps or stop["flag"]:
-        ckpt.save(step, state, data_state=_iter_state(train_iter), config=config)
+        ckpt.save(step, state, data_state=position, config=config)
       if stop["flag"]:
         preempted = True
         print(f"[fit] SIGTERM: saved a checkpoint at step {step} and stopped", flush=True)
         break
-      if step < loop.steps:
-        batches = next_batches()
   finally:
     best_eval = ckpt.best_metric() if loop.eval_every else None
     ckpt.close()
@@ -273,7 +273,24 @@ def fit(
   )
 
 
-def _evaluate(eval_fn, trainer, state, step, loop, writer, ckpt, train_iter, config):
+def _check_skips(consecutive: np.ndarray, step: int, loop: LoopConfig, metrics) -> None:
+  """Raises at the first of the call's steps whose run of skipped updates reached the limit."""
+  over = np.flatnonzero(np.atleast_1d(consecutive) >= loop.max_consecutive_skips)
+  if not over.size:
+    return
+  i = int(over[0])
+  at = step - loop.steps_per_call + i + 1
+  m = {key: float(host_array(v).reshape(-1)[i]) for key, v in metrics.items()}
+  raise TrainingDivergedError(
+    f"{loop.max_consecutive_skips} consecutive updates were skipped (the limit "
+    f"max_consecutive_skips) at step {at}: loss {m.get('loss')}, gradient norm "
+    f"{m.get('grad_norm')} against threshold {m.get('skip_threshold')}. Parameters stay at the "
+    "last good update; lower the learning rate, raise optim.skip_threshold, or check the data "
+    "for NaNs."
+  )
+
+
+def _evaluate(eval_fn, trainer, state, step, loop, writer, ckpt, position, config):
   """Runs ``eval_fn`` on the EMA model, logs it with prefix ``eval/``, keeps the best state."""
   t0 = time.perf_counter()
   metrics = {k: float(v) for k, v in eval_fn(trainer.model(state, ema=True)).items()}
@@ -285,7 +302,7 @@ def _evaluate(eval_fn, trainer, state, step, loop, writer, ckpt, train_iter, con
   writer.write(step, metrics, prefix="eval/")
   value = metrics[loop.eval_metric]
   kept = math.isfinite(value) and ckpt.save_best(
-    step, state, metric=value, data_state=_iter_state(train_iter), config=config
+    step, state, metric=value, data_state=position, config=config
   )
   print(
     f"[fit] eval at step {step}: {loop.eval_metric}={value:.5g} ({metrics['eval_s']:.1f} s)"
@@ -296,7 +313,7 @@ def _evaluate(eval_fn, trainer, state, step, loop, writer, ckpt, train_iter, con
 
 
 def _iter_state(it) -> dict | None:
-  return it.get_state() if hasattr(it, "get_state") else None
+  return copy.deepcopy(it.get_state()) if hasattr(it, "get_state") else None
 
 
 def _main_thread() -> bool:

@@ -51,16 +51,19 @@ class TrainState:
     accepted: number of accepted updates.
   """
 
-  step: Array
+  # Leaves are typed ``Any``: JAX rebuilds pytrees with other leaves than arrays
+  # (``ShapeDtypeStruct`` for abstract targets, ``None`` or sentinels in tree utilities), and
+  # the run-time shape check would reject those. The shapes are in the docstring above.
+  step: Any  # int32[]
   params: Any
   rest: Any
   opt_state: Any
   ema: Any
-  key: Array
-  skipped: Array
-  consecutive_skips: Array
-  norm_ema: Array
-  accepted: Array
+  key: Any  # uint32[2]
+  skipped: Any  # int32[]
+  consecutive_skips: Any  # int32[]
+  norm_ema: Any  # float32[]
+  accepted: Any  # int32[]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +228,7 @@ class Trainer:
       loss=loss,
       grad_norm=norm,
       skipped=skip.astype(jnp.int32),
+      consecutive_skips=new_state.consecutive_skips,
       skip_threshold=threshold.astype(jnp.float32),
       lr=lr,
     )

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mrflax.training import sharding
-from mrflax.training.checkpoint import Checkpointer, abstract_like
+from mrflax.training.checkpoint import Checkpointer, CheckpointMismatchError, abstract_like
 from tests.training.toy import make, make_batch
 
 
@@ -65,9 +65,31 @@ def test_corrupt_latest_falls_back_to_previous(tmp_path, states):
   assert restored.step == 1 and restored.skipped_corrupt == [2]
   for a, b in zip(leaves(restored.state), leaves(s1), strict=True):
     np.testing.assert_array_equal(a, b)
+  # the unreadable step is kept under a name that says so, out of the way of a new save
+  (aside,) = restored.set_aside
+  assert aside.name.startswith("2.unreadable-") and (aside / "state").is_dir()
+  assert ckpt.all_steps() == [1]
+  assert ckpt.save(2, s2)
+  ckpt.wait()
+  assert ckpt.restore(s0).step == 2
+  # every step unreadable: all set aside (none deleted), and the run starts afresh
+  _corrupt(tmp_path / "ckpt" / "2")
   _corrupt(tmp_path / "ckpt" / "1")
-  with pytest.raises(RuntimeError, match=r"steps \[2, 1\] are all corrupt"):
-    ckpt.restore(s0)
+  assert ckpt.restore(s0) is None
+  names = sorted(p.name.split("-")[0] for p in (tmp_path / "ckpt").iterdir())
+  assert names == ["1.unreadable", "2.unreadable", "2.unreadable"]
+  ckpt.close()
+
+
+def test_a_different_tree_is_a_mismatch_not_corruption(tmp_path, states):
+  _, _, (s0, s1, _, _) = states
+  ckpt = Checkpointer(tmp_path / "ckpt", async_save=False)
+  ckpt.save(1, s1, config={"model": {"width": 4}})
+  wider = s0.replace(params={**s0.params, "extra": jax.numpy.zeros((3,))})
+  with pytest.raises(CheckpointMismatchError, match=r"(?s)model.width: 4 -> 5.*first differing"):
+    ckpt.restore(wider, config={"model": {"width": 5}})
+  assert ckpt.all_steps() == [1]  # nothing set aside
+  ckpt.close()
 
 
 def test_empty_directory_and_non_finite_state(tmp_path, states):

@@ -148,7 +148,7 @@ def test_eval_needs_its_callable_and_metric(tmp_path):
     run(tmp_path / "b", 4, eval_every=2, eval_fn=lambda m: {"mse": 1.0})
 
 
-def test_bad_loop_config():
+def test_bad_loop_config(tmp_path):
   with pytest.raises(ValueError, match="log_every=3 must be a multiple of steps_per_call=2"):
     loop.LoopConfig(steps=4, batch_size=8, steps_per_call=2, log_every=3)
   with pytest.raises(ValueError, match="eval_every=3 must be a multiple"):
@@ -156,7 +156,7 @@ def test_bad_loop_config():
   with pytest.raises(ValueError, match="eval_every must be >= 0"):
     loop.LoopConfig(steps=4, batch_size=8, eval_every=-1)
   with pytest.raises(ValueError, match="not divisible by the 4 devices"):
-    run("/tmp/unused", 4, batch_size=6)
+    run(tmp_path, 4, batch_size=6)
 
 
 def test_digest_is_sensitive():
@@ -164,3 +164,24 @@ def test_digest_is_sensitive():
   b = {"w": np.array([0, 0, 1e-30], np.float32)}
   assert loop.params_digest(a) != loop.params_digest(b)
   assert loop.params_digest(a) == loop.params_digest({"w": np.zeros(3, np.float32)})
+
+
+def test_skip_limit_is_checked_at_every_step_inside_a_call(tmp_path):
+  """4 steps per call, logs every 8: the limit of 3 still fires at step 3 exactly."""
+
+  def nan_loss(model, batch, key):
+    loss, metrics = toy_loss(model, batch, key)
+    return loss * jnp.nan, metrics
+
+  with pytest.raises(
+    loop.TrainingDivergedError, match=r"^3 consecutive updates were skipped .* at step 3:"
+  ):
+    run(
+      tmp_path,
+      16,
+      loss_fn=nan_loss,
+      max_consecutive_skips=3,
+      steps_per_call=4,
+      log_every=8,
+      checkpoint_every=8,
+    )
