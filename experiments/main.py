@@ -4,15 +4,25 @@ python -m experiments.main --config=experiments/<name>/config.py[:variant] --wor
     [--mode=train|eval|sample] [--config.train.steps=...]
 
 ``train`` resumes automatically from ``--workdir`` and ends with an evaluation; ``eval`` and
-``sample`` use the newest checkpoint there. ``eval`` writes ``eval.json`` (test ELBO, KL per
-block and per resolution) and, with ``--config.eval.iw_samples=K`` (and optionally
-``--config.eval.iw_chunk=C`` samples per vmapped call), the importance-weighted bound.
+``sample`` use the newest checkpoint there (and say which step, EMA parameters). ``eval`` writes
+``eval.json`` (test ELBO, KL per block and per resolution) and, with
+``--config.eval.iw_samples=K`` (and optionally ``--config.eval.iw_chunk=C`` samples per vmapped
+call), the importance-weighted bound.
+
+Mistakes end in one line on stderr and exit code 2, not a traceback: an unknown config field
+(``--config.train.stepz=3``: "no field 'stepz' in config.train; did you mean 'steps'?"), and a
+checkpoint that does not fit the configured model (what differs, how to proceed).
 """
 
 from __future__ import annotations
 
+import re
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from mrflax.training.checkpoint import CheckpointMismatchError
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Experiment config file.", lock_config=True
@@ -22,6 +32,38 @@ _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"], "What to
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  raise SystemExit(2)
+
+
+def _config_override_error(argv: list[str], err: Exception) -> str:
+  """One line for a bad ``--config.a.b=v``: the flag, the unknown field and the closest one."""
+  text = " ".join(str(err).replace("\\n", " ").replace("\\'", "'").split()).strip("'\"")
+  bad = re.match(r"""^\W*'?([\w-]+)'?""", text)
+  name = bad.group(1) if bad else None
+  args = [a for a in argv[1:] if a.startswith("--config.")]
+  arg = next((a for a in args if name and name in a.split("=", 1)[0].split(".")), None)
+  if arg is None:
+    return f"bad --config override: {text}"
+  hint = re.search(r'Did you mean "([^"]+)"', text)
+  path = arg.split("=", 1)[0][2:].split(".")
+  where = ".".join(path[: path.index(name)])
+  return f"{arg}: no field {name!r} in {where}" + (
+    f"; did you mean {hint.group(1)!r}?" if hint else ""
+  )
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as err:
+    _fail(f"{err}\n  (pass --helpfull to see every flag)")
+  except (AttributeError, KeyError, TypeError, ValueError) as err:  # from ml_collections
+    _fail(_config_override_error(argv, err))
+  raise AssertionError("unreachable")
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -29,13 +71,15 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; progress is printed
   config = _CONFIG.value
   if config.experiment != "hvae":
-    raise app.UsageError(f"unknown experiment {config.experiment!r}")
+    _fail(f"unknown experiment {config.experiment!r} in {flags.FLAGS['config'].config_filename}")
   from experiments.hvae import train
 
-  {"train": train.train_and_evaluate, "eval": train.evaluate, "sample": train.sample}[_MODE.value](
-    config, _WORKDIR.value
-  )
+  run = {"train": train.train_and_evaluate, "eval": train.evaluate, "sample": train.sample}
+  try:
+    run[_MODE.value](config, _WORKDIR.value)
+  except CheckpointMismatchError as err:
+    _fail(str(err))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

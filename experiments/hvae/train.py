@@ -275,7 +275,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   )
   if result.preempted:
     return {"preempted": True, "step": int(result.state.step)}
-  summary = _evaluate_and_draw(config, spec, result.trainer, result.state, sources, work)
+  summary = _evaluate_and_draw(
+    config, spec, result.trainer, result.state, sources, work, int(result.state.step)
+  )
   summary.update(
     train_metrics=result.metrics,
     last_valid_eval=result.eval_metrics,
@@ -291,11 +293,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     provenance=provenance(config, sources),
   )
   (work / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-  _report(summary, work)
+  _report(summary, work, [*_PICTURES, "eval.json", "summary.json"])
   return summary
 
 
-def _report(summary, work):
+_PICTURES = ("samples.png", "reconstructions.png", "kl_per_block.png")
+
+
+def _report(summary, work, written):
   e = summary["eval"]
   unit = (
     f"{e['nats_per_image']:.2f} nats/image"
@@ -322,13 +327,11 @@ def _report(summary, work):
       f"{iw_unit} (mean ESS {iw['ess']:.1f})",
       flush=True,
     )
-  print(
-    f"[hvae] wrote {work}/samples.png, reconstructions.png, kl_per_block.png, summary.json",
-    flush=True,
-  )
+  print(f"[hvae] wrote {work}/{', '.join(written)}", flush=True)
 
 
-def _evaluate_and_draw(config, spec, trainer, state, sources, work) -> dict[str, Any]:
+def _evaluate_and_draw(config, spec, trainer, state, sources, work, step) -> dict[str, Any]:
+  """Evaluates the EMA model of ``state`` (the checkpoint at ``step``), writes ``eval.json``."""
   ema_model = trainer.model(state, ema=True)
   eval_split = splits(config)["eval"]
   res = evaluate_split(
@@ -342,6 +345,7 @@ def _evaluate_and_draw(config, spec, trainer, state, sources, work) -> dict[str,
     )
     out["iw"] = dict(iw.to_dict(), wall_s=time.perf_counter() - t0)
   out["split"] = eval_split
+  out["checkpoint"] = {"step": int(step), "ema": True}
   (work / "eval.json").write_text(json.dumps(out, indent=1) + "\n")
   _draw(config, spec, ema_model, sources[eval_split], preprocess(config), res, work)
   return {"eval": out}
@@ -402,22 +406,30 @@ def _restore(config: ml_collections.ConfigDict, work: pathlib.Path):
   spec = model_spec(config)
   trainer, state = _trainer_and_state(config, spec)
   ckpt = checkpoint.Checkpointer(work / "checkpoints")
-  restored = ckpt.restore(state)
+  restored = ckpt.restore(state, config=json.loads(config.to_json()))
   ckpt.close()
   if restored is None:
     raise FileNotFoundError(f"no checkpoint in {work / 'checkpoints'}: run --mode=train first")
+  print(
+    f"[hvae] loaded the checkpoint at step {restored.step} from {ckpt.directory} "
+    "(using its EMA parameters)",
+    flush=True,
+  )
   return spec, trainer, restored
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Evaluates the newest checkpoint in ``workdir`` (EMA) and redraws the pictures."""
+  """Evaluates the newest checkpoint in ``workdir`` (EMA), rewrites ``eval.json`` and the pictures.
+
+  ``summary.json`` (the training run's record) is left as it is; ``eval.json`` names the step.
+  """
   work = pathlib.Path(workdir)
   spec, trainer, restored = _restore(config, work)
   sources = open_splits(config)
-  summary = _evaluate_and_draw(config, spec, trainer, restored.state, sources, work)
+  summary = _evaluate_and_draw(config, spec, trainer, restored.state, sources, work, restored.step)
   summary["step"] = restored.step
   summary["provenance"] = provenance(config, sources)
-  _report(summary, work)
+  _report(summary, work, ["eval.json", *_PICTURES])
   return summary
 
 
@@ -426,5 +438,5 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> str:
   work = pathlib.Path(workdir)
   spec, trainer, restored = _restore(config, work)
   path = os.fspath(_save_samples(config, spec, trainer.model(restored.state, ema=True), work))
-  print(f"[hvae] wrote {path} (rows: temperatures {list(config.eval.temperatures)})")
+  print(f"[hvae] wrote {path} (rows: temperatures {list(config.eval.temperatures)})", flush=True)
   return path
