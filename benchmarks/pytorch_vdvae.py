@@ -14,24 +14,34 @@ imported). Nothing of that repository is part of mrflax.
   settings) of the reference model for a preset (default CIFAR-10, batch 8), fp32, timed like
   mrflax's ``benchmarks/hvae_step.py`` (warm-up, median of ``--repeats``), and the same step of
   mrflax in this process right after (``--mrflax-mode``), so both run on the same machine state.
+* ``--freeze DIR``: needs only torch and numpy (no jax, no mrflax). For each config of
+  ``FROZEN`` builds the reference ``VAE`` in float64 with perturbed random weights as in
+  ``--check`` and writes ``DIR/vdvae_<name>.npz``: the state dict, an input batch and target,
+  the encoder activations, one posterior pass with recorded noise (states entering each block,
+  noise, latents, KL per block, decoder output, DMoL NLL, rate, ELBO), a prior pass with given
+  latents, and a DMoL case that reaches every branch of the loss. ``tests/nn/reference/``
+  holds the files, their README and ``tests/nn/pytorch_reference_test.py`` (torch-free).
 
 The last line is one JSON object.
 
-Run: ``python -m benchmarks.pytorch_vdvae --vdvae_dir DIR --check`` or ``... --bench``.
+Run: ``python -m benchmarks.pytorch_vdvae --vdvae_dir DIR --check`` (or ``--bench``, or
+``--freeze tests/nn/reference``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 import types
 
 import numpy as np
-
-from benchmarks.common import emit, machine
 
 SMALL = dict(
   width=16,
@@ -46,6 +56,15 @@ SMALL = dict(
   no_bias_above=64,
   dataset="cifar10",
 )
+
+
+# --freeze: the configs written to tests/nn/reference (all reach pooling and unpooling steps).
+FROZEN = {
+  "tiny": {},
+  # per-resolution widths (encoder channel padding, mixin channel slicing) and no start state at
+  # the image resolution (no_bias_above)
+  "tiny_widths": dict(custom_width_str="4:24,1:32", no_bias_above=4),
+}
 
 
 def _reference(vdvae_dir: str):
@@ -115,6 +134,207 @@ def check(vae_mod, helpers) -> dict:
     and out["roundtrip_same_keys"]
   )
   return out
+
+
+def _nhwc(t) -> np.ndarray:
+  return np.ascontiguousarray(t.detach().numpy().transpose(0, 2, 3, 1))
+
+
+def _peer_commit(vdvae_dir: str) -> str:
+  try:
+    return subprocess.run(
+      ["git", "-C", vdvae_dir, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+
+
+def _dmol_stress(rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray]:
+  """DMoL parameters and targets that reach every branch of VDVAE's loss.
+
+  Means in ``[-1.2, 1.2]``, log-scales in ``[-8, 0.5]`` (some clamped at -7, some so narrow that
+  the bin mass falls below 1e-5), large coefficients and mixture logits; targets on the 8-bit
+  grid with both edges present.
+  """
+  b, r = 2, 8
+  logits = rng.normal(scale=2.0, size=(b, r, r, m))
+  per_c = np.concatenate(
+    [
+      rng.uniform(-1.2, 1.2, size=(b, r, r, 3, m)),
+      rng.uniform(-8.0, 0.5, size=(b, r, r, 3, m)),
+      rng.normal(scale=1.5, size=(b, r, r, 3, m)),
+    ],
+    axis=-1,
+  ).reshape(b, r, r, 9 * m)
+  target = rng.integers(0, 256, size=(b, r, r, 3)) / 127.5 - 1
+  target[0, 0, :4] = -1.0
+  target[1, 0, :4] = 1.0
+  return np.concatenate([logits, per_c], axis=-1), target
+
+
+def _dmol_branches(params: np.ndarray, x: np.ndarray) -> dict[str, int]:
+  """How many (sub-pixel, mixture) terms take each branch of VDVAE's DMoL loss (8-bit)."""
+  m = params.shape[-1] // 10
+  p = params[..., m:].reshape(*x.shape, 3 * m)
+  mean, log_s = p[..., :m], np.maximum(p[..., m : 2 * m], -7.0)
+  c = np.tanh(p[..., 2 * m :])
+  xe = x[..., None]
+  mu = np.stack(
+    [
+      mean[..., 0, :],
+      mean[..., 1, :] + c[..., 0, :] * xe[..., 0, :],
+      mean[..., 2, :] + c[..., 1, :] * xe[..., 0, :] + c[..., 2, :] * xe[..., 1, :],
+    ],
+    axis=-2,
+  )
+  inv = np.exp(-log_s)
+
+  def sigmoid(v):
+    return 0.5 + 0.5 * np.tanh(v / 2)
+
+  delta = sigmoid(inv * (xe - mu + 1 / 255)) - sigmoid(inv * (xe - mu - 1 / 255))
+  xb = np.broadcast_to(xe, mu.shape)
+  low, high = xb < -0.999, xb > 0.999
+  mid = ~low & ~high
+  return dict(
+    low_edge=int(low.sum()),
+    high_edge=int(high.sum()),
+    bin=int((mid & (delta > 1e-5)).sum()),
+    density=int((mid & (delta <= 1e-5)).sum()),
+  )
+
+
+def freeze_one(vae_mod, helpers, overrides: dict, seed: int = 0) -> dict[str, np.ndarray]:
+  """The frozen reference arrays of one config (float64 computation; see ``--freeze``)."""
+  import torch
+
+  torch.set_default_dtype(torch.float64)  # VDVAE's pad_channels / DMoL build default-dtype zeros
+  torch.manual_seed(seed)
+  h = _hparams(**overrides)
+  ref = vae_mod.VAE(h).double().eval()
+  with torch.no_grad():  # perturb every parameter: zero-initialised parts must matter too
+    for p in ref.parameters():
+      p.add_(0.05 * torch.randn_like(p))
+      p.copy_(p.float().double())  # float32-representable: mrflax stores float32 parameters
+  out: dict[str, np.ndarray] = {
+    "hparams_json": np.array(json.dumps(vars(h), sort_keys=True)),
+  }
+  for k, v in ref.state_dict().items():
+    out[f"state_dict/{k}"] = v.detach().numpy().astype(np.float32)
+  rng = np.random.default_rng(seed)
+  b, s, c = 2, h.image_size, h.image_channels
+  x = rng.normal(size=(b, s, s, c))
+  target = rng.integers(0, 256, size=(b, s, s, c)) / 127.5 - 1
+  target[0, 0, :2] = -1.0
+  target[1, 0, :2] = 1.0
+  out["x"], out["target"] = x, target
+  dec = ref.decoder
+  blocks = list(dec.dec_blocks)
+
+  # posterior noise, fixed in advance (NCHW), consumed in block order by the patched sampler
+  eps = [rng.normal(size=(b, h.zdim, blk.base, blk.base)) for blk in blocks]
+  queue = list(eps)
+
+  def draw(mu, logsigma):
+    e = torch.from_numpy(queue.pop(0))
+    assert e.shape == mu.shape, (e.shape, mu.shape)
+    return torch.exp(logsigma) * e + mu
+
+  states: list = []  # the state entering each block, after any mixin (the input of its prior)
+  final: dict = {}  # each block's output state
+  hooks = [blk.prior.register_forward_pre_hook(lambda _m, a: states.append(a[0])) for blk in blocks]
+  hooks += [
+    blk.register_forward_hook(lambda m, _a, o, i=i: final.__setitem__(i, o[0][m.base]))
+    for i, blk in enumerate(blocks)
+  ]
+  original = vae_mod.draw_gaussian_diag_samples
+  vae_mod.draw_gaussian_diag_samples = draw
+  try:
+    with torch.no_grad():
+      xt, tt = torch.from_numpy(x), torch.from_numpy(target)
+      acts = ref.encoder(xt)
+      px_z, stats = dec.forward(acts, get_latents=True)
+      assert not queue
+      last = max(i for i, blk in enumerate(blocks) if blk.base == h.image_size)
+      states.append(final[last])  # the final state at the image resolution, before gain/bias
+      logits = dec.out_net(px_z)
+      distortion = helpers.discretized_mix_logistic_loss(tt, logits, low_bit=False)
+      assert torch.equal(distortion, dec.out_net.nll(px_z, tt))
+      kl = [st["kl"].sum(dim=(2, 3)) for st in stats]
+      rate = sum(k.sum(dim=1) for k in kl) / np.prod(x.shape[1:])
+      queue.extend(eps)  # VAE.forward itself, on the same noise: the same loss terms
+      whole = ref.forward(xt, tt)
+      assert not queue
+      assert torch.allclose(whole["elbo"], (distortion + rate).mean(), rtol=1e-14, atol=0)
+      assert torch.allclose(whole["rate"], rate.mean(), rtol=1e-14, atol=0)
+  finally:
+    vae_mod.draw_gaussian_diag_samples = original
+    for hk in hooks:
+      hk.remove()
+  n = len(blocks)
+  assert len(states) == 2 * n + 1  # pre-hooks fired in both posterior passes
+  states = states[: n + 1]  # the first pass, then its final state (the second pass follows)
+  for r, a in acts.items():
+    out[f"enc_act/{r}"] = _nhwc(a)
+  for i in range(n):
+    out[f"post/state/{i}"] = _nhwc(states[i])
+    out[f"post/eps/{i}"] = np.ascontiguousarray(eps[i].transpose(0, 2, 3, 1))
+    out[f"post/z/{i}"] = _nhwc(stats[i]["z"])
+    out[f"post/kl/{i}"] = kl[i].numpy()
+  out[f"post/state/{n}"] = _nhwc(states[n])
+  out["post/logits"] = logits.numpy()
+  out["post/distortion"] = distortion.numpy()
+  out["post/rate"] = rate.numpy()
+  out["post/elbo"] = whole["elbo"].numpy()
+
+  # prior pass with given latents (VDVAE's forward_manual_latents)
+  zs = [rng.normal(size=(b, blk.base, blk.base, h.zdim)) for blk in blocks]
+  with torch.no_grad():
+    pz = dec.forward_manual_latents(b, [torch.from_numpy(z.transpose(0, 3, 1, 2)) for z in zs])
+    out["prior/logits"] = dec.out_net(pz).numpy()
+  for i, z in enumerate(zs):
+    out[f"prior/z/{i}"] = z
+
+  # DMoL alone, every branch
+  params, t = _dmol_stress(rng, h.num_mixtures)
+  out["dmol/logits"], out["dmol/target"] = params, t
+  out["dmol/nll"] = helpers.discretized_mix_logistic_loss(
+    torch.from_numpy(t), torch.from_numpy(params), low_bit=False
+  ).numpy()
+  br = _dmol_branches(params, t)
+  assert min(br.values()) > 0, br
+  out["dmol/branch_counts_json"] = np.array(json.dumps(br))
+  return out
+
+
+def freeze(vae_mod, helpers, vdvae_dir: str, out_dir: str, command: str) -> dict:
+  import torch
+
+  os.makedirs(out_dir, exist_ok=True)
+  meta = dict(
+    command=command,
+    torch=torch.__version__,
+    numpy=np.__version__,
+    peer="openai/vdvae",
+    peer_commit=_peer_commit(vdvae_dir),
+    date=datetime.date.today().isoformat(),
+  )
+  written = {}
+  dtype = torch.get_default_dtype()
+  for seed, (name, overrides) in enumerate(FROZEN.items()):
+    try:
+      arrays = freeze_one(vae_mod, helpers, overrides, seed=seed)
+    finally:
+      torch.set_default_dtype(dtype)  # --bench after --freeze builds its model in float32
+    arrays["meta_json"] = np.array(json.dumps(meta, sort_keys=True))
+    path = os.path.join(out_dir, f"vdvae_{name}.npz")
+    np.savez_compressed(path, **arrays)
+    written[path] = dict(
+      bytes=os.path.getsize(path),
+      arrays=len(arrays),
+      dmol_branches=json.loads(str(arrays["dmol/branch_counts_json"])),
+    )
+  return dict(meta=meta, written=written)
 
 
 def bench(vae_mod, preset: str, batch: int, repeats: int, mrflax_mode: str) -> dict:
@@ -187,6 +407,7 @@ def main() -> None:
   ap.add_argument("--vdvae_dir", required=True, help="checkout of openai/vdvae")
   ap.add_argument("--check", action="store_true")
   ap.add_argument("--bench", action="store_true")
+  ap.add_argument("--freeze", metavar="DIR", help="write the frozen references (torch only)")
   ap.add_argument("--preset", default="cifar10")
   ap.add_argument("--batch", type=int, default=8)
   ap.add_argument("--repeats", type=int, default=3)
@@ -194,6 +415,14 @@ def main() -> None:
   args = ap.parse_args()
   vae_mod, helpers = _reference(args.vdvae_dir)
   result: dict = {"benchmark": "pytorch_vdvae"}
+  if args.freeze:
+    command = "python -m benchmarks.pytorch_vdvae " + " ".join(sys.argv[1:])
+    result["freeze"] = freeze(vae_mod, helpers, args.vdvae_dir, args.freeze, command)
+    if not (args.check or args.bench):
+      print(json.dumps(result), flush=True)
+      return
+  from benchmarks.common import emit, machine
+
   if args.check:
     result["check"] = check(vae_mod, helpers)
     print(f"[pytorch_vdvae] check: {result['check']}", flush=True)
