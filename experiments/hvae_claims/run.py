@@ -341,7 +341,8 @@ def run_time(cfg, workdir: pathlib.Path) -> dict:
   c = run_config(cfg, seed=seed, share="1")
   train_run(c, workdir, name)
   spec, trained = ema_model(c, workdir, name)
-  init = nn.HVAE(spec, rngs=nnx.Rngs(seed))
+  # committed to the restored model's device, so one compilation serves both models
+  init = jax.device_put(nn.HVAE(spec, rngs=nnx.Rngs(seed)), jax.tree.leaves(trained)[0].sharding)
   arrays = test_arrays(c)
   x = jnp.asarray(arrays["image"])
   resolutions = [r for r, _ in spec.dec_pairs]

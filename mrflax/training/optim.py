@@ -1,8 +1,9 @@
 r"""Optimisers and schedules driven by the train state's own step counter.
 
-The learning rate is a function of ``TrainState.step`` (the number of *accepted* updates), not of
-optax's internal count, so skipped updates do not advance the schedule and a restored run resumes
-the schedule exactly.
+The learning rate is a function of ``TrainState.step``, the iteration counter with skipped
+iterations included (VDVAE semantics: a skipped update still advances the schedule), not of
+optax's internal count, which only accepted updates advance (a skipped update leaves the optimizer
+state untouched). A restored run resumes the schedule exactly.
 """
 
 from __future__ import annotations

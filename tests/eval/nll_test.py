@@ -48,16 +48,50 @@ def test_no_examples_is_an_error():
     mreval.evaluate_elbo(lambda b, k: None, [], key=jax.random.key(0), data_dims=1)
 
 
-def test_grid_and_kl_plot(tmp_path):
-  rows = [np.zeros((3, 4, 5, 1), np.uint8), np.full((2, 4, 5, 1), 255, np.uint8)]
-  mreval.save_grid(rows, tmp_path / "g.png", scale=2)
-  with Image.open(tmp_path / "g.png") as im:
-    assert im.size == (2 * (3 * 6 + 1), 2 * (2 * 5 + 1))
-  mreval.save_kl_plot([0.1, 0.2, 0.05], [1, 4, 4], tmp_path / "kl.png")
-  assert (tmp_path / "kl.png").stat().st_size > 1000
+def test_grid_round_trips_known_pixels(tmp_path):
+  rng = np.random.default_rng(0)
+  for c in (1, 3):
+    rows = [
+      rng.integers(0, 255, (3, 4, 5, c), np.uint8),
+      rng.integers(0, 255, (2, 4, 5, c), np.uint8),
+    ]
+    mreval.save_grid(rows, tmp_path / "g.png", scale=2)
+    with Image.open(tmp_path / "g.png") as im:
+      assert im.mode == ("L" if c == 1 else "RGB")
+      assert im.size == (2 * (3 * 6 + 1), 2 * (2 * 5 + 1))  # 3 columns of 5 + pads, 2 rows of 4
+      got = np.asarray(im).reshape(22, 38, c)
+    # every pixel: image (i, j) at (1 + 5 i, 1 + 6 j) before the 2x repetition, white elsewhere
+    # (pads, and the missing third image of the short second row)
+    expect = np.full((11, 19, c), 255, np.uint8)
+    for i, row in enumerate(rows):
+      for j, image in enumerate(row):
+        expect[1 + 5 * i : 5 + 5 * i, 1 + 6 * j : 6 + 6 * j] = image
+    np.testing.assert_array_equal(got, np.kron(expect, np.ones((2, 2, 1), np.uint8)))
   np.testing.assert_array_equal(
     mreval.to_uint8(np.array([-1.0, 0.0, 1.0, 2.0])), [0, 128, 255, 255]
   )
+
+
+def test_kl_plot_draws_bars_in_proportion_coloured_by_resolution(tmp_path):
+  import matplotlib.colors
+
+  kl = [0.1, 0.2, 0.05]
+  mreval.save_kl_plot(kl, [1, 4, 4], tmp_path / "kl.png")
+  with Image.open(tmp_path / "kl.png") as im:
+    assert im.size == (500, 300)  # figsize (5, 3) at dpi 100 for three blocks
+    pixels = np.asarray(im.convert("RGB")).astype(int)
+  bars = []  # (first column, colour index, height in pixels) of every bar
+  for colour in (0, 1):  # resolution 1 in the first colour of the cycle, 4 in the second
+    rgb = np.round(255 * np.array(matplotlib.colors.to_rgb(f"C{colour}")))
+    heights = np.all(np.abs(pixels - rgb) <= 2, axis=-1).sum(axis=0)  # per column
+    cols = np.flatnonzero(heights)
+    for run in np.split(cols, np.flatnonzero(np.diff(cols) > 1) + 1):
+      if len(run) > 50:  # a bar (the legend's patches are ~20 pixels wide)
+        bars.append((run[0], colour, np.median(heights[run])))
+  bars.sort()
+  assert [b[1] for b in bars] == [0, 1, 1]
+  heights = np.array([b[2] for b in bars])
+  np.testing.assert_allclose(heights, np.array(kl) * heights[1] / kl[1], atol=2)  # linear y axis
 
 
 # ------------------------------------------------------------------ importance-weighted bound

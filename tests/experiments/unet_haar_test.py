@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from experiments.unet_haar import config as uh_config
 from experiments.unet_haar import run
@@ -16,8 +17,20 @@ def test_small_run_writes_json_figures_and_exact_invariants(tmp_path):
   cfg = uh_config.get_config("small")
   run.run(cfg, str(tmp_path))
   d = json.loads((tmp_path / "small.json").read_text())
-  for name in ("small_u1.png", "small_u2.png", "small_examples.png"):
-    assert 0 < (tmp_path / name).stat().st_size < 200_000
+  # figures at dpi 80 (no tight bbox): their pixel sizes follow from figsize; the examples grid
+  # has a 1.3 x 1.4 inch panel per column (noisy, full, 3 skip modes, clean) and per row (pooling
+  # x example: avg and conv, one example each)
+  rows = len(cfg.poolings) * cfg.eval.n_examples
+  assert rows == 2
+  for name, size in (
+    ("small_u1.png", (13 * 80, 3.8 * 80)),
+    ("small_u2.png", (13 * 80, 3.8 * 80)),
+    ("small_examples.png", (1.3 * 6 * 80, 1.4 * rows * 80)),
+  ):
+    with Image.open(tmp_path / name) as im:
+      assert im.size == tuple(round(v) for v in size), name
+      pixels = np.asarray(im.convert("RGB")).reshape(-1, 3)
+    assert len(np.unique(pixels, axis=0)) > 50, name  # drawn, not a blank canvas
   n_levels = len(cfg.model.widths) - 1
   assert [lvl["j"] for lvl in d["levels"]] == [2, 1]  # finest first
   assert set(d["summary"]) == {"avg", "conv", "avg/none"}

@@ -60,10 +60,18 @@ def test_unet_ablations_run(kwargs):
   assert out.shape == (1, 4, 4) and bool(jnp.isfinite(out).all())
 
 
-def test_convnet_shapes():
-  net = TN.ConvNetClassifier(v=3, n_classes=5, s=4, L=2, ndim=2, width=8, rngs=nnx.Rngs(0))
+def test_convnet_shapes_and_parameter_count():
+  v, n_c, s, L, w, hid = 3, 5, 4, 2, 8, 6
+  net = TN.ConvNetClassifier(
+    v=v, n_classes=n_c, s=s, L=L, ndim=2, width=w, hidden=hid, rngs=nnx.Rngs(0)
+  )
   assert jax.jit(lambda z, s: net(z, s))(jnp.zeros((2, 4, 4, 3)), jnp.ones(2)).shape == (2, 5)
-  assert TN.count_params(net) > 0
+  # by hand from the layer shapes: Dense(i, o) has i*o + o, LayerNorm(w) a scale and a bias
+  dense = lambda i, o: i * o + o
+  mlp = 2 * w + dense(w, hid) + dense(hid, w)  # PatchMLP: LN, fc1, fc2
+  expect = dense(v, w) + mlp + L * (dense(s * w, w) + mlp) + 2 * w + dense(w, n_c)
+  assert expect == 999  # 32 + 126 + 2 * (264 + 126) + 16 + 45
+  assert TN.count_params(net) == expect
 
 
 def test_bad_inputs_raise(nets):
