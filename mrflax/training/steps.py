@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx, struct
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from mrflax.training.optim import make_transform, warmup_cosine
 
@@ -181,7 +181,7 @@ class Trainer:
     (loss, (metrics, new_rest)), grads = jax.value_and_grad(f, has_aux=True)(params)
     return loss, metrics, new_rest, grads
 
-  def train_step(self, state: TrainState, batch: dict[str, Array]):
+  def train_step(self, state: TrainState, batch: dict[str, ArrayLike]):
     """One iteration; returns ``(new_state, metrics)`` (metrics are scalars)."""
     cfg = self.config
     loss, metrics, new_rest, grads = self.loss_and_grads(
@@ -234,7 +234,7 @@ class Trainer:
     )
     return new_state, out
 
-  def train_steps(self, state: TrainState, batches: dict[str, Array]):
+  def train_steps(self, state: TrainState, batches: dict[str, ArrayLike]):
     """``k`` iterations in one call: ``batches`` has a leading axis of length ``k``.
 
     Returns ``(new_state, metrics)`` with every metric stacked to shape ``[k]``. Equal to ``k``
@@ -249,7 +249,7 @@ class Trainer:
     return jax.lax.scan(self.train_step, state, batches)
 
   def eval_step(
-    self, state: TrainState, batch: dict[str, Array], key: Array, *, ema: bool = True
+    self, state: TrainState, batch: dict[str, ArrayLike], key: Array, *, ema: bool = True
   ) -> dict[str, Array]:
     """The loss and metrics of the EMA (or raw) model on one batch, with the given key."""
     params = state.ema if ema else state.params

@@ -100,6 +100,10 @@ def _truncate_metadata(step_dir: pathlib.Path):
   p.write_bytes(p.read_bytes()[:100])
 
 
+# Orbax's failed read of a truncated data file can leave tensorstore callbacks that fire after
+# its asyncio loop closed; pytest reports those as unraisable-exception warnings (seen once in
+# a full run). They are noise of the failed read, not of what this test checks.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("damage", [_truncate_data, _truncate_metadata], ids=["data", "metadata"])
 def test_damaged_latest_is_set_aside_and_training_goes_past_it(tmp_path, capsys, damage, reference):
   run(tmp_path, 8)  # checkpoints at 4 and 8
