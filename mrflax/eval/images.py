@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+from jaxtyping import ArrayLike, Float, Int
 from PIL import Image
 
 
@@ -37,8 +38,8 @@ def save_grid(
 
 
 def save_kl_plot(
-  kl_per_block: Sequence[float],
-  resolutions: Sequence[int],
+  kl_per_block: Sequence[float] | Float[ArrayLike, " n"],
+  resolutions: Sequence[int] | Int[ArrayLike, " n"],
   path: str | os.PathLike,
   *,
   title: str = "",

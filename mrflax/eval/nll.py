@@ -30,12 +30,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Key
+from jaxtyping import Array, ArrayLike, Float, Key
 
 from mrflax.training import sharding as _sharding
 
 
-def hvae_terms(model: Any, batch: dict[str, Array], key: Array) -> dict[str, Array]:
+def hvae_terms(model: Any, batch: dict[str, ArrayLike], key: Array) -> dict[str, Array]:
   """Per-image terms of a posterior pass: distortion and per-block KL, both in nats/dim.
 
   Returns ``{"distortion": [b], "kl": [b, N]}`` for an :class:`mrflax.nn.HVAE`-like model (one
@@ -49,7 +49,7 @@ def hvae_terms(model: Any, batch: dict[str, Array], key: Array) -> dict[str, Arr
 
 def hvae_log_weights(
   model: Any,
-  batch: dict[str, Array],
+  batch: dict[str, ArrayLike],
   key: Key[Array, ""],
   *,
   num_samples: int,
@@ -198,7 +198,7 @@ class IwResult:
 # ------------------------------------------------------------------------------------ the loops
 def _real_rows(
   fn: Callable[[dict[str, Any], Array], Any],
-  batches: Iterable[dict[str, np.ndarray]],
+  batches: Iterable[dict[str, ArrayLike]],
   key: Array,
   mesh: Any,
 ) -> Iterator[Any]:
@@ -217,7 +217,7 @@ def _real_rows(
 
 def evaluate_elbo(
   terms_fn: Callable[[dict[str, Any], Array], dict[str, Array]],
-  batches: Iterable[dict[str, np.ndarray]],
+  batches: Iterable[dict[str, ArrayLike]],
   *,
   key: Array,
   data_dims: int,
@@ -276,7 +276,7 @@ def evaluate_elbo(
 
 def evaluate_iw(
   log_weights_fn: Callable[[dict[str, Any], Array], Array],
-  batches: Iterable[dict[str, np.ndarray]],
+  batches: Iterable[dict[str, ArrayLike]],
   *,
   key: Array,
   data_dims: int,

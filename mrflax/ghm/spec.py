@@ -348,11 +348,14 @@ def _morton_index(level: int, ndim: int) -> np.ndarray:
   return idx.astype(np.int32)
 
 
-def to_tree_order(x: Array, *, level: int, ndim: int, event_dims: int = 0) -> Array:
+def to_tree_order(
+  x: Array | np.ndarray, *, level: int, ndim: int, event_dims: int = 0
+) -> Array | np.ndarray:
   """Flattens a grid ``[..., 2**level (ndim times), *event]`` into tree order ``[..., n, *event]``.
 
   In tree order the :math:`2^d` children of every node are contiguous and ordered by the binary
-  value of their offset (first axis most significant). Identity for ``ndim=1``.
+  value of their offset (first axis most significant). Identity for ``ndim=1`` (a NumPy input is
+  then returned as it is; otherwise the result is a JAX array).
 
   Examples:
     >>> x = jnp.arange(16).reshape(4, 4)
@@ -367,7 +370,9 @@ def to_tree_order(x: Array, *, level: int, ndim: int, event_dims: int = 0) -> Ar
   return jnp.take(flat, perm, axis=lead)
 
 
-def from_tree_order(x: Array, *, level: int, ndim: int, event_dims: int = 0) -> Array:
+def from_tree_order(
+  x: Array | np.ndarray, *, level: int, ndim: int, event_dims: int = 0
+) -> Array | np.ndarray:
   """Inverse of :func:`to_tree_order`: ``[..., n, *event]`` back to the grid layout.
 
   Examples:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Key
+from jaxtyping import Array, ArrayLike, Float, Key
 
 
 def central_crop(x: Float[Array, "b h w c"], *, crop: int) -> Float[Array, "b hc wc c"]:
@@ -34,7 +34,9 @@ def central_crop(x: Float[Array, "b h w c"], *, crop: int) -> Float[Array, "b hc
   return x[:, crop:-crop, crop:-crop, :]
 
 
-def bernoulli_log_prob(logits: Float[Array, "..."], x: Float[Array, "..."]) -> Float[Array, "..."]:
+def bernoulli_log_prob(
+  logits: Float[ArrayLike, "..."], x: Float[ArrayLike, "..."]
+) -> Float[Array, "..."]:
   r"""Elementwise Bernoulli log-probability of binary targets.
 
   :math:`\log p(x) = x\,\ell - \operatorname{softplus}(\ell)` for :math:`x \in \{0,1\}`.

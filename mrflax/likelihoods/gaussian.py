@@ -9,14 +9,14 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Key
+from jaxtyping import Array, ArrayLike, Float, Key
 
 
 def gaussian_kl(
-  q_mean: Float[Array, "..."],
-  q_logstd: Float[Array, "..."],
-  p_mean: Float[Array, "..."],
-  p_logstd: Float[Array, "..."],
+  q_mean: Float[ArrayLike, "..."],
+  q_logstd: Float[ArrayLike, "..."],
+  p_mean: Float[ArrayLike, "..."],
+  p_logstd: Float[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
   r"""Elementwise KL divergence between diagonal Gaussians, KL(q || p).
 
@@ -35,7 +35,7 @@ def gaussian_kl(
     p_logstd: prior log standard deviation :math:`\log\sigma_p`.
 
   Returns:
-    The KL per element (broadcast shape of the inputs), in nats.
+    The KL per element (broadcast shape of the inputs, which may be Python floats), in nats.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -82,7 +82,7 @@ def gaussian_sample(
 
 
 def gaussian_log_prob(
-  x: Float[Array, "..."], mean: Float[Array, "..."], logstd: Float[Array, "..."]
+  x: Float[ArrayLike, "..."], mean: Float[ArrayLike, "..."], logstd: Float[ArrayLike, "..."]
 ) -> Float[Array, "..."]:
   r"""Elementwise log-density of :math:`\mathcal N(\mu, \sigma^2)`.
 
@@ -95,7 +95,7 @@ def gaussian_log_prob(
     logstd: log standard deviation :math:`\log\sigma`.
 
   Returns:
-    Log-density per element.
+    Log-density per element (broadcast shape of the inputs, which may be Python floats).
 
   Examples:
     >>> import jax.numpy as jnp

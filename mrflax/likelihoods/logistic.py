@@ -12,7 +12,7 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Key
+from jaxtyping import Array, ArrayLike, Float, Key
 
 LOG_SCALE_MIN = -7.0
 
@@ -24,9 +24,9 @@ def _check_bits(bits: int) -> int:
 
 
 def discretized_logistic_log_prob(
-  x: Float[Array, "..."],
-  mean: Float[Array, "..."],
-  log_scale: Float[Array, "..."],
+  x: Float[ArrayLike, "..."],
+  mean: Float[ArrayLike, "..."],
+  log_scale: Float[ArrayLike, "..."],
   *,
   bits: int = 8,
 ) -> Float[Array, "..."]:

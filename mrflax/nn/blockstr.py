@@ -12,6 +12,16 @@ from __future__ import annotations
 import re
 
 _INT = re.compile(r"[0-9]+")
+_FORMS = {
+  "encoder": "R, RxN or RdK (R a resolution, N a repeat count, K a pooling factor: integers)",
+  "decoder": "R, RxN or RmS (R a resolution, N a repeat count, S a mixin resolution: integers)",
+  "any": "R, RxN, RmS or RdK (positive integers)",
+}
+_WHAT = {
+  "encoder": "encoder block string",
+  "decoder": "decoder block string",
+  "any": "block string",
+}
 
 
 def _is_pow2(n: int) -> bool:
@@ -42,26 +52,27 @@ def parse_block_string(
     >>> parse_block_string("8x1,8d2", kind="encoder", image_size=8)
     ((8, None), (8, 2))
   """
-  if kind not in ("encoder", "decoder", "any"):
+  if kind not in _FORMS:
     raise ValueError(f"kind must be 'encoder', 'decoder' or 'any', got {kind!r}")
+  what = _WHAT[kind]
   if not isinstance(s, str) or not s.strip():
-    raise ValueError(f"empty {kind} block string {s!r}")
+    raise ValueError(f"empty {what} {s!r}: expected comma-separated tokens {_FORMS[kind]}")
   out: list[tuple[int, int | None]] = []
   for pos, raw in enumerate(s.split(",")):
     tok = raw.strip()
 
     def bad(why: str, tok=tok, pos=pos) -> ValueError:
-      return ValueError(f"malformed token {tok!r} at position {pos} of block string {s!r}: {why}")
+      return ValueError(f"malformed token {tok!r} at position {pos} of the {what} {s!r}: {why}")
 
     letter = next((c for c in "xmd" if c in tok), None)
     if letter is None:
       if not _INT.fullmatch(tok):
-        raise bad("expected R, RxN, RmS or RdK with positive integers")
+        raise bad(f"expected {_FORMS[kind]}")
       parts = [tok]
     else:
       parts = tok.split(letter, 1)
       if len(parts) != 2 or not all(_INT.fullmatch(p) for p in parts):
-        raise bad("expected R, RxN, RmS or RdK with positive integers")
+        raise bad(f"expected {_FORMS[kind]}")
     res = int(parts[0])
     if res < 1:
       raise bad("resolution must be >= 1")
@@ -115,9 +126,18 @@ def parse_width_string(s: str, *, width: int) -> dict[int, int]:
   for pos, raw in enumerate(s.split(",")):
     tok = raw.strip()
     parts = tok.split(":")
-    if len(parts) != 2 or not all(_INT.fullmatch(p) for p in parts) or int(parts[1]) < 1:
-      raise ValueError(f"malformed token {tok!r} at position {pos} of width string {s!r}")
-    out[int(parts[0])] = int(parts[1])
+    if len(parts) != 2 or not all(_INT.fullmatch(p) for p in parts) or min(map(int, parts)) < 1:
+      raise ValueError(
+        f"malformed token {tok!r} at position {pos} of width string {s!r}: expected R:W with "
+        f"positive integers (a resolution R and its width W)"
+      )
+    res = int(parts[0])
+    if res in out:
+      raise ValueError(
+        f"resolution {res} appears twice in width string {s!r} (again at position {pos}); "
+        f"give each resolution once"
+      )
+    out[res] = int(parts[1])
   return out
 
 

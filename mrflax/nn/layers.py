@@ -185,8 +185,9 @@ class FiLM(nnx.Module):
     self.shift = nnx.Linear(in_features, features, **kw)
 
   def __call__(
-    self, h: Float[Array, "b h w c"], emb: Float[Array, " e"]
+    self, h: Float[Array, "b h w c"], emb: Float[Array, " e"] | Float[Array, "b e"]
   ) -> Float[Array, "b h w c"]:
+    """Modulates ``h`` by ``emb``: one embedding for the batch ``[e]``, or one per image."""
     lead = (1,) if emb.ndim == 1 else emb.shape[:1]
     scale = self.scale(emb).reshape(*lead, 1, 1, -1)
     return h * (1.0 + scale) + self.shift(emb).reshape(*lead, 1, 1, -1)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-import jax
+import chex
 import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
+from mrflax._pytree import pytree_dataclass
 from mrflax.nn.layers import FiLM, conv, gelu, sinusoidal_embedding
 from mrflax.wavelets import detail, embed, project
 
@@ -106,7 +107,7 @@ class ResBlock(nnx.Module):
     return x + self.c2(gelu(h))
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True)
 class UNetFeatures:
   """Per-level tensors of a U-Net pass, finest level first.
@@ -165,6 +166,7 @@ class UNet(nnx.Module):
     widths = tuple(int(w) for w in widths)
     if len(widths) < 2 or min(widths) < 1:
       raise ValueError(f"widths needs >= 2 positive entries (levels + bottleneck), got {widths}")
+    self.in_features = in_features
     self.widths = widths
     self.pooling = pooling
     self.skips = skips
@@ -234,13 +236,32 @@ class UNet(nnx.Module):
         first).
     """
     n = len(self.widths) - 1
-    if x.ndim != 4 or x.shape[1] % 2**n or x.shape[2] % 2**n:
-      raise ValueError(f"expected NHWC images with sides divisible by {2**n}, got {x.shape}")
+    c = self.in_features
+    want = f"expected NHWC images [batch, height, width, {c}] (in_features={c})"
+    chex.assert_rank(x, 4, custom_message=want, exception_type=ValueError)
+    chex.assert_shape(x, (None, None, None, c), custom_message=want, exception_type=ValueError)
+    if x.shape[1] % 2**n or x.shape[2] % 2**n:
+      raise ValueError(
+        f"expected NHWC images with sides divisible by 2**{n} = {2**n} ({n} poolings of "
+        f"widths={self.widths}), got shape {x.shape}: pad or crop the images"
+      )
     emb = None
     if self.emb_frequencies:
-      if noise_level is None or noise_level.shape != (x.shape[0],):
+      if noise_level is None:
         raise ValueError("a noise-conditioned U-Net needs noise_level of shape [batch]")
+      chex.assert_shape(
+        noise_level,
+        (x.shape[0],),
+        custom_message=f"a noise-conditioned U-Net needs noise_level of shape [batch] = "
+        f"[{x.shape[0]}]",
+        exception_type=ValueError,
+      )
       emb = sinusoidal_embedding(noise_level, num_frequencies=self.emb_frequencies)
+    elif noise_level is not None:
+      raise ValueError(
+        "this U-Net is not noise-conditioned (noise_conditioning=False), so noise_level would "
+        "be ignored: pass None, or build it with noise_conditioning=True"
+      )
     modes = self.skip_mode if skip_mode is None else skip_mode
     modes = (modes,) * n if isinstance(modes, str) else tuple(modes)
     if len(modes) != n or any(m not in SKIP_MODES for m in modes):

@@ -19,15 +19,23 @@ import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jaxtyping import Array, Float, Key
+from jaxtyping import Array, ArrayLike, Float, Key
 
 from mrflax import likelihoods as lk
+from mrflax._pytree import pytree_dataclass
 from mrflax.nn import blockstr
-from mrflax.nn.layers import Block, check_conv_options, conv, sinusoidal_embedding
+from mrflax.nn.layers import (
+  CONV_BACKWARDS,
+  Block,
+  check_conv_options,
+  conv,
+  sinusoidal_embedding,
+)
 from mrflax.nn.scan import REMAT_POLICIES, check_mode, run_program
 from mrflax.wavelets import embed
 
@@ -42,19 +50,23 @@ STEP_SIZES = ("absorbed", "explicit")
 class HVAESpec:
   r"""Model specification of a (possibly weight-shared) VDVAE-style HVAE.
 
+  Construction validates every field and how the fields fit together; a setting the model would
+  ignore (``share_components`` with ``share=1``, ``time_local`` without ``time_embedding``, ...)
+  is an error, not a silent no-op.
+
   Attributes:
-    image_size: side length of the square images.
+    image_size: side length of the square images (a power of two).
     image_channels: channels of the images (3 for the DMoL).
     width: width at the image resolution (stem, gain/bias, output head).
     zdim: latent channels per pixel.
     enc_blocks: encoder block string (``x`` and ``d`` tokens).
     dec_blocks: decoder block string (``x`` and ``m`` tokens).
     bottleneck_multiple: bottleneck width factor (mid = int(w * multiple)).
-    custom_width_str: ``"r:w,..."`` per-resolution widths.
+    custom_width_str: ``"r:w,..."`` per-resolution widths (resolutions of the model, once each).
     no_bias_above: resolutions above this start from zeros instead of a learned state.
     likelihood: ``"dmol"`` (RGB), ``"bernoulli"`` (binary) or ``"logistic"`` (grey levels).
-    num_mixtures: DMoL mixtures.
-    bits: bit depth of DMoL / logistic targets (8, or 5 = VDVAE's low-bit mode).
+    num_mixtures: DMoL mixtures (DMoL only).
+    bits: bit depth of DMoL / logistic targets (8, or 5 = VDVAE's low-bit mode; not Bernoulli).
     crop: pixels per side excluded from the likelihood (e.g. 2 for MNIST padded to 32).
     share: sharing group size ``k`` (1 = unshared VDVAE) or ``"full"``.
     share_components: which sub-networks of a decoder block are shared when ``share != 1``
@@ -71,15 +83,18 @@ class HVAESpec:
       passes and not inferred (THEORY.md §6.4 variant (b): a Gaussian start instead of the point
       mass; the ELBO stays a valid bound, with no extra KL term).
     time_embedding: feed sinusoidal time features via zero-initialised FiLM to every sub-network.
-    time_frequencies: number of frequencies ``K`` of the time embedding.
-    time_local: time within the resolution, ``(j + 1/2)/n_r``, instead of global ``(i + 1/2)/N``.
+    time_frequencies: number of frequencies ``K`` of the time embedding (with ``time_embedding``).
+    time_local: time within the resolution, ``(j + 1/2)/n_r``, instead of global ``(i + 1/2)/N``
+      (with ``time_embedding``).
     exec_mode: default execution mode, ``"unroll"``, ``"scan"`` or ``"remat"``.
-    exec_overrides: per-resolution modes, ``((res, mode), ...)``.
-    scan_unroll: ``lax.scan``'s ``unroll`` in scan modes.
+    exec_overrides: per-resolution modes, ``((res, mode), ...)`` (resolutions with blocks, once
+      each).
+    scan_unroll: ``lax.scan``'s ``unroll`` in scan modes (some resolution must run as a scan).
     remat: rematerialisation policy of every resolution's stack (encoder and decoder):
       ``"none"``, ``"block"`` (each application under ``jax.checkpoint``) or ``"resolution"``
       (the whole stack of a resolution under one ``jax.checkpoint``).
-    remat_overrides: per-resolution policies, ``((res, policy), ...)``.
+    remat_overrides: per-resolution policies, ``((res, policy), ...)`` (resolutions with blocks,
+      once each).
     conv_backward: ``"xla"`` or ``"custom"`` (:mod:`mrflax.nn.conv_ops`: same numbers, a backward
       pass that XLA:CPU runs fast inside any loop: 7-8x faster backward in a scanned stack,
       5.4x faster train steps of the digits model inside ``fit``'s ``steps_per_call`` scan;
@@ -124,15 +139,35 @@ class HVAESpec:
   compute_dtype: str | None = None
 
   def __post_init__(self):
+    self._check_fields()
+    comps = tuple(self.share_components)
+    object.__setattr__(self, "share_components", tuple(c for c in COMPONENTS if c in comps))
+    self._check_structure()
+    self._check_no_ignored_settings()
+
+  def _check_fields(self) -> None:
+    """Each field on its own: types, ranges and names."""
     if self.image_size < 1 or self.image_size & (self.image_size - 1):
-      raise ValueError(f"image_size must be a power of two, got {self.image_size}")
-    for name in ("image_channels", "width", "zdim", "num_mixtures", "scan_unroll"):
+      raise ValueError(f"image_size must be a power of two, got {self.image_size!r}")
+    for name in (
+      "image_channels",
+      "width",
+      "zdim",
+      "num_mixtures",
+      "scan_unroll",
+      "time_frequencies",
+    ):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
     if self.likelihood not in LIKELIHOODS:
       raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
     if self.likelihood == "dmol" and self.image_channels != 3:
-      raise ValueError(f"the DMoL likelihood needs 3 image channels, got {self.image_channels}")
+      raise ValueError(
+        f"the DMoL likelihood needs 3 image channels (RGB), got image_channels="
+        f"{self.image_channels}: use likelihood='logistic' or 'bernoulli' for other channels"
+      )
+    if not isinstance(self.bits, int) or not 1 <= self.bits <= 16:
+      raise ValueError(f"bits must be an integer in [1, 16], got {self.bits!r}")
     if not 0 <= 2 * self.crop < self.image_size:
       raise ValueError(f"crop={self.crop} does not fit image_size={self.image_size}")
     check_mode(self.exec_mode)
@@ -143,17 +178,25 @@ class HVAESpec:
         raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {r!r}")
     if not (self.share == "full" or (isinstance(self.share, int) and self.share >= 1)):
       raise ValueError(f"share must be a positive int or 'full', got {self.share!r}")
-    comps = tuple(self.share_components)
-    if not comps or any(c not in COMPONENTS for c in comps) or len(set(comps)) != len(comps):
+    comps = self.share_components
+    if (
+      isinstance(comps, str)
+      or not comps
+      or any(c not in COMPONENTS for c in comps)
+      or len(set(comps)) != len(tuple(comps))
+    ):
       raise ValueError(
         f"share_components must be a non-empty subset of {COMPONENTS}, "
         f"got {self.share_components!r}"
       )
-    object.__setattr__(self, "share_components", tuple(c for c in COMPONENTS if c in comps))
-    if not self.start_noise >= 0:
-      raise ValueError(f"start_noise must be >= 0, got {self.start_noise}")
+    if not (self.start_noise >= 0 and math.isfinite(self.start_noise)):
+      raise ValueError(f"start_noise must be finite and >= 0, got {self.start_noise}")
     if self.step_size not in STEP_SIZES:
       raise ValueError(f"step_size must be one of {STEP_SIZES}, got {self.step_size!r}")
+    if self.conv_backward not in (*CONV_BACKWARDS, "auto"):
+      raise ValueError(
+        f"conv_backward must be one of {(*CONV_BACKWARDS, 'auto')}, got {self.conv_backward!r}"
+      )
     check_conv_options(
       conv_backward="xla" if self.conv_backward == "auto" else self.conv_backward,
       precision=self.conv_precision,
@@ -161,11 +204,13 @@ class HVAESpec:
     )
     if not 0 < self.bottleneck_multiple <= 4:
       raise ValueError(f"bottleneck_multiple must be in (0, 4], got {self.bottleneck_multiple}")
+
+  def _check_structure(self) -> None:
+    """The block strings, the widths and weight sharing fit together."""
     enc = blockstr.parse_block_string(self.enc_blocks, kind="encoder", image_size=self.image_size)
     dec = blockstr.parse_block_string(self.dec_blocks, kind="decoder", image_size=self.image_size)
     widths = blockstr.parse_width_string(self.custom_width_str, width=self.width)
-    # encoder chain
-    cur = self.image_size
+    cur = self.image_size  # the encoder's state resolution, block by block
     act_res = {cur}
     for i, (res, down) in enumerate(enc):
       if res != cur:
@@ -175,7 +220,6 @@ class HVAESpec:
       if down is not None:
         cur = res // down
       act_res.add(cur)
-    # decoder
     seen: set[int] = set()
     for i, (res, mixin) in enumerate(dec):
       if res not in act_res:
@@ -191,12 +235,31 @@ class HVAESpec:
         f"the last decoder block must be at the image resolution {self.image_size}, "
         f"got {dec[-1][0]}"
       )
+    unknown = sorted(set(widths) - act_res)
+    if unknown:
+      raise ValueError(
+        f"custom_width_str {self.custom_width_str!r} sets the width at resolution {unknown[0]}, "
+        f"where the model has no state (its resolutions are {sorted(act_res)}); remove it"
+      )
     if blockstr.width_at(widths, self.image_size, width=self.width) != self.width:
-      raise ValueError("custom_width_str must not change the width at the image resolution")
+      raise ValueError(
+        f"custom_width_str must not change the width at the image resolution {self.image_size} "
+        f"(it is width={self.width}): set width instead"
+      )
     rs = sorted(act_res)
     for a, b in itertools.pairwise(rs):
       if self.width_at(a) < self.width_at(b):
-        raise ValueError(f"widths must not decrease towards low resolution: w({a}) < w({b})")
+        raise ValueError(
+          f"widths must not decrease towards low resolution: w({a}) = {self.width_at(a)} < "
+          f"w({b}) = {self.width_at(b)}"
+        )
+    for r in rs:
+      if self.mid_at(r) < 1:
+        raise ValueError(
+          f"bottleneck_multiple={self.bottleneck_multiple} leaves no bottleneck channels at "
+          f"resolution {r} (int({self.width_at(r)} * {self.bottleneck_multiple}) = 0): "
+          f"raise it to at least {1 / self.width_at(r):.3g}"
+        )
     if self.share != 1:
       done: set[int] = set()
       for seg in self.dec_segments:
@@ -206,6 +269,55 @@ class HVAESpec:
             f"'m' block only first; resolution {seg[0]} appears in two segments"
           )
         done.add(seg[0])
+
+  def _check_no_ignored_settings(self) -> None:
+    """Rejects settings that the model would silently ignore."""
+    default = {f.name: f.default for f in dataclasses.fields(self)}
+    if self.share == 1 and set(self.share_components) != set(COMPONENTS):
+      raise ValueError(
+        f"share_components={self.share_components!r} has no effect with share=1 (no weight "
+        f"sharing): set share to a group size k > 1 or 'full', or leave share_components at "
+        f"its default (all of {COMPONENTS})"
+      )
+    if not self.time_embedding:
+      for name in ("time_frequencies", "time_local"):
+        if getattr(self, name) != default[name]:
+          raise ValueError(
+            f"{name}={getattr(self, name)!r} has no effect without time_embedding=True: "
+            f"set time_embedding=True or leave {name} at its default {default[name]!r}"
+          )
+    if self.likelihood != "dmol" and self.num_mixtures != default["num_mixtures"]:
+      raise ValueError(
+        f"num_mixtures={self.num_mixtures} has no effect with likelihood={self.likelihood!r} "
+        f"(only the DMoL has mixtures): use likelihood='dmol' or leave num_mixtures at its "
+        f"default {default['num_mixtures']}"
+      )
+    if self.likelihood == "bernoulli" and self.bits != default["bits"]:
+      raise ValueError(
+        f"bits={self.bits} has no effect with the Bernoulli likelihood (binary targets): use "
+        f"likelihood='logistic' or 'dmol', or leave bits at its default {default['bits']}"
+      )
+    # resolutions where blocks run: the only ones exec_overrides / remat_overrides can address
+    block_res = sorted(
+      {r for r, _ in self.enc_pairs} | {r for r, _ in self.dec_pairs}, reverse=True
+    )
+    for name in ("exec_overrides", "remat_overrides"):
+      seen: set[int] = set()
+      for res, _ in getattr(self, name):
+        if res not in block_res:
+          raise ValueError(
+            f"{name} names resolution {res}, where no encoder or decoder block runs "
+            f"(resolutions with blocks: {block_res}); remove it"
+          )
+        if res in seen:
+          raise ValueError(f"{name} names resolution {res} twice; keep one entry")
+        seen.add(res)
+    if self.scan_unroll != 1 and all(self.mode_at(r) == "unroll" for r in block_res):
+      raise ValueError(
+        f"scan_unroll={self.scan_unroll} has no effect: every resolution runs unrolled "
+        f"(exec_mode={self.exec_mode!r}, exec_overrides={self.exec_overrides!r}); set "
+        f"exec_mode='scan' (or a scan override) or leave scan_unroll=1"
+      )
 
   # ---- derived structure ----------------------------------------------------------------------
   @property
@@ -308,6 +420,32 @@ class HVAESpec:
     side = self.image_size - 2 * self.crop
     return side * side * self.image_channels
 
+  def check_images(self, x: Any, *, name: str = "images") -> None:
+    """Raises a ValueError unless ``x`` is a float batch ``[b, image_size, image_size, C]``.
+
+    The check is on static shapes (``chex``), so it also runs under ``jit``, ``vmap``, ``grad``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from mrflax.nn import presets
+      >>> presets.get("tiny8").check_images(jnp.zeros((2, 8, 8, 1)))
+      >>> presets.get("tiny8").check_images(jnp.zeros((2, 7, 7, 1)))
+      Traceback (most recent call last):
+      ...
+      ValueError: ... [expected images [batch, 8, 8, 1] (HVAESpec image_size=8, image_channels=1)]
+    """
+    side, c = self.image_size, self.image_channels
+    want = f"expected {name} [batch, {side}, {side}, {c}] (HVAESpec image_size={side}, "
+    want += f"image_channels={c})"
+    chex.assert_rank(x, 4, custom_message=want, exception_type=ValueError)
+    chex.assert_shape(x, (None, side, side, c), custom_message=want, exception_type=ValueError)
+    chex.assert_type(
+      x,
+      float,
+      custom_message=f"expected floating-point {name} (preprocessed, not raw pixels)",
+      exception_type=ValueError,
+    )
+
   def replace(self, **kw) -> HVAESpec:
     """A copy with some fields replaced (validated again)."""
     return dataclasses.replace(self, **kw)
@@ -377,12 +515,10 @@ class Encoder(nnx.Module):
         segs.append([res, down, i, i + 1])
     return segs
 
-  def __call__(self, x: Float[Array, "b h w c"]) -> dict[int, Float[Array, "b r r w"]]:
+  def __call__(self, x: Float[ArrayLike, "b h w c"]) -> dict[int, Float[Array, "b _r _r _w"]]:
     s = self.spec
-    if x.ndim != 4 or x.shape[1:] != (s.image_size, s.image_size, s.image_channels):
-      raise ValueError(
-        f"expected images [b, {s.image_size}, {s.image_size}, {s.image_channels}], got {x.shape}"
-      )
+    s.check_images(x)
+    x = jnp.asarray(x)
     x = self.in_conv(x).astype(x.dtype)  # the residual state keeps the input's dtype
     acts = {s.image_size: x}
     for res, down, start, stop in self._segments():
@@ -686,7 +822,7 @@ class JoinedBlock:
   __call__ = DecBlock.__call__
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True)
 class DecoderOutput:
   r"""Decoder results.
@@ -835,7 +971,9 @@ class Decoder(nnx.Module):
     elif latents:
       b = latents[0].shape[0]
     elif batch_size is not None:
-      b = batch_size
+      if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+      b = int(batch_size)
     else:
       raise ValueError("prior mode needs batch_size or latents")
     for i, z in enumerate(latents):
@@ -941,22 +1079,35 @@ class HVAE(nnx.Module):
     self.encoder = Encoder(spec, rngs=rngs)
     self.decoder = Decoder(spec, rngs=rngs)
 
-  def encode(self, x: Float[Array, "b h w c"]) -> dict[int, Array]:
+  def encode(self, x: Float[ArrayLike, "b h w c"]) -> dict[int, Array]:
     """Encoder activations per resolution (``x`` is the normalised input)."""
     return self.encoder(x)
 
   def forward(
-    self, x: Float[Array, "b h w c"], key: Key[Array, ""], *, return_states: bool = False
+    self, x: Float[ArrayLike, "b h w c"], key: Key[Array, ""], *, return_states: bool = False
   ) -> DecoderOutput:
     """Posterior pass: encoder, then the decoder with posterior latents."""
     return self.decoder(self.encoder(x), key, return_states=return_states)
 
-  def nll(self, out: Float[Array, "b h w k"], target: Float[Array, "b h w c"]) -> Array:
+  def nll(self, out: Float[Array, "b h w k"], target: Float[ArrayLike, "b h w c"]) -> Array:
     """Per-image distortion in nats/dim under the spec's likelihood (``[b]``)."""
     s = self.spec
-    want = (out.shape[0], s.image_size, s.image_size, s.image_channels)
-    if target.shape != want:
-      raise ValueError(f"expected targets of shape {want}, got {target.shape}")
+    side = s.image_size
+    chex.assert_shape(
+      out,
+      (None, side, side, s.out_channels),
+      custom_message=f"expected likelihood parameters [batch, {side}, {side}, {s.out_channels}] "
+      f"(the decoder output of this spec)",
+      exception_type=ValueError,
+    )
+    s.check_images(target, name="targets")
+    target = jnp.asarray(target)
+    chex.assert_equal_shape_prefix(
+      [out, target],
+      1,
+      custom_message="expected as many targets as likelihood parameters (batch sizes differ)",
+      exception_type=ValueError,
+    )
     if s.likelihood == "dmol":
       o = lk.central_crop(out, crop=s.crop)
       t = lk.central_crop(target, crop=s.crop)
@@ -967,7 +1118,7 @@ class HVAE(nnx.Module):
     return lk.discretized_logistic_nll(o, lk.central_crop(target, crop=s.crop), bits=s.bits)
 
   def loss(
-    self, x: Float[Array, "b h w c"], target: Float[Array, "b h w c"], key: Key[Array, ""]
+    self, x: Float[ArrayLike, "b h w c"], target: Float[ArrayLike, "b h w c"], key: Key[Array, ""]
   ) -> tuple[Float[Array, ""], dict[str, Array]]:
     r"""Negative ELBO in nats per dimension, batch mean, with its terms.
 
@@ -979,6 +1130,13 @@ class HVAE(nnx.Module):
       ``(loss, metrics)`` with ``distortion`` and ``rate`` (batch means, nats/dim),
       ``kl_per_block`` (``[N]``, nats/dim) and ``elbo_per_image`` (``[b]``, nats/dim).
     """
+    self.spec.check_images(x)
+    self.spec.check_images(target, name="targets")
+    chex.assert_equal_shape(
+      [x, target],
+      custom_message="expected images and targets of the same shape",
+      exception_type=ValueError,
+    )
     dec = self.forward(x, key)
     distortion = self.nll(dec.out, target)
     kl_blocks = jnp.stack([jnp.sum(k, axis=-1) for k in dec.kl], axis=-1) / self.spec.data_dims
@@ -1027,13 +1185,13 @@ class HVAE(nnx.Module):
     out = self.decode(k1, batch_size=batch_size, latents=latents, temperature=temperature)
     return self.sample_likelihood(k2, out)
 
-  def posterior_latents(self, x: Float[Array, "b h w c"], key: Key[Array, ""]) -> tuple:
+  def posterior_latents(self, x: Float[ArrayLike, "b h w c"], key: Key[Array, ""]) -> tuple:
     """Posterior samples of all latents, one ``[b, r, r, zdim]`` array per block."""
     return self.forward(x, key).latents
 
   def reconstruct(
     self,
-    x: Float[Array, "b h w c"],
+    x: Float[ArrayLike, "b h w c"],
     key: Key[Array, ""],
     *,
     num_posterior: int | None = None,
@@ -1043,6 +1201,7 @@ class HVAE(nnx.Module):
 
     The remaining latents are sampled from the prior at ``temperature``.
     """
+    self.spec.check_images(x)
     k1, k2 = jax.random.split(key)
     zs = self.posterior_latents(x, k1)
     k = len(zs) if num_posterior is None else num_posterior

@@ -12,7 +12,7 @@ import itertools
 import math
 
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from mrflax.wavelets import _validate
 
@@ -54,7 +54,7 @@ def _interleave(even: Array, odd: Array, axis: int) -> Array:
 
 
 def haar_step(
-  x: Float[Array, "... c"], *, ndim: int = 2
+  x: Float[ArrayLike, "... c"], *, ndim: int = 2
 ) -> tuple[Float[Array, "... c"], Float[Array, "... bands c"]]:
   r"""One level of the orthonormal ``ndim``-D Haar analysis.
 
@@ -94,6 +94,7 @@ def haar_step(
   d = _validate.check_ndim(ndim)
   _validate.check_array(x, ndim=d)
   _validate.check_divisible(x, ndim=d, levels=1)
+  x = jnp.asarray(x)
   spatial = _validate.spatial_axes(x.ndim, d)
   # The 2^d children of every family, x[..., o_1::2, ..., o_d::2, :] (strided slices).
   children = []
@@ -113,8 +114,8 @@ def haar_step(
 
 
 def haar_step_inverse(
-  approx: Float[Array, "... c"],
-  details: Float[Array, "... bands c"],
+  approx: Float[ArrayLike, "... c"],
+  details: Float[ArrayLike, "... bands c"],
   *,
   ndim: int = 2,
 ) -> Float[Array, "... c"]:
@@ -143,6 +144,7 @@ def haar_step_inverse(
   d = _validate.check_ndim(ndim)
   _validate.check_array(approx, ndim=d, name="approx")
   _validate.check_array(details, ndim=d + 1, name="details")
+  approx, details = jnp.asarray(approx), jnp.asarray(details)
   n_bands = 2**d - 1
   expected = (*approx.shape[:-1], n_bands, approx.shape[-1])
   if details.shape != expected:

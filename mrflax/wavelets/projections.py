@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from mrflax.wavelets import _validate
 
@@ -31,7 +31,9 @@ def _prepare(x, *, levels, ndim, divisible: bool):
   return jnp.asarray(x), d, n
 
 
-def project(x: Float[Array, "... c"], *, levels: int = 1, ndim: int = 2) -> Float[Array, "... c"]:
+def project(
+  x: Float[ArrayLike, "... c"], *, levels: int = 1, ndim: int = 2
+) -> Float[Array, "... c"]:
   r"""Orthogonal L² projection onto the coarser Haar space: average pooling by ``2**levels``.
 
   .. math::
@@ -67,7 +69,7 @@ def project(x: Float[Array, "... c"], *, levels: int = 1, ndim: int = 2) -> Floa
   return x
 
 
-def embed(x: Float[Array, "... c"], *, levels: int = 1, ndim: int = 2) -> Float[Array, "... c"]:
+def embed(x: Float[ArrayLike, "... c"], *, levels: int = 1, ndim: int = 2) -> Float[Array, "... c"]:
   r"""Inclusion of a coarse Haar space into a finer one: nearest upsampling by ``2**levels``.
 
   .. math::
@@ -99,7 +101,9 @@ def embed(x: Float[Array, "... c"], *, levels: int = 1, ndim: int = 2) -> Float[
   return x
 
 
-def detail(x: Float[Array, "... c"], *, levels: int = 1, ndim: int = 2) -> Float[Array, "... c"]:
+def detail(
+  x: Float[ArrayLike, "... c"], *, levels: int = 1, ndim: int = 2
+) -> Float[Array, "... c"]:
   r"""Projection onto the detail spaces: :math:`Q x = x - \iota^{\circ\nu} P^{\circ\nu} x`.
 
   :math:`Q` is the L²-orthogonal projector onto :math:`W_{j-\nu} \oplus \dots \oplus W_{j-1}`:
@@ -126,7 +130,7 @@ def detail(x: Float[Array, "... c"], *, levels: int = 1, ndim: int = 2) -> Float
 
 
 def l2_inner(
-  x: Float[Array, "... c"], y: Float[Array, "... c"], *, ndim: int = 2
+  x: Float[ArrayLike, "*s c"], y: Float[ArrayLike, "*s c"], *, ndim: int = 2
 ) -> Float[Array, "..."]:
   r"""L² inner product of the functions two arrays represent: the spatial mean of Σ_c x·y.
 
@@ -160,7 +164,7 @@ def l2_inner(
   return jnp.mean(jnp.sum(x * y, axis=-1), axis=tuple(a + 1 for a in spatial))
 
 
-def l2_norm(x: Float[Array, "... c"], *, ndim: int = 2) -> Float[Array, "..."]:
+def l2_norm(x: Float[ArrayLike, "... c"], *, ndim: int = 2) -> Float[Array, "..."]:
   r"""L² norm of the function an array represents, :math:`\sqrt{\langle f_x, f_x \rangle}`.
 
   Examples:
@@ -179,7 +183,7 @@ def _cell_scale(x, ndim) -> float:
   return 1.0 / math.sqrt(math.prod(spatial))
 
 
-def pixels_to_coefficients(x: Float[Array, "... c"], *, ndim: int = 2) -> Float[Array, "... c"]:
+def pixels_to_coefficients(x: Float[ArrayLike, "... c"], *, ndim: int = 2) -> Float[Array, "... c"]:
   r"""Pixel values to orthonormal scaling-function coefficients at the array's own level.
 
   For an array with :math:`N = \prod_a n_a` spatial cells (level :math:`j` when
@@ -194,10 +198,10 @@ def pixels_to_coefficients(x: Float[Array, "... c"], *, ndim: int = 2) -> Float[
     >>> pixels_to_coefficients(jnp.ones((1, 4, 4, 1)), ndim=2)[0, 0, 0, 0]   # 2**(-2*2/2)
     Array(0.25, dtype=float32)
   """
-  return x * _cell_scale(x, ndim)
+  return jnp.asarray(x) * _cell_scale(x, ndim)
 
 
-def coefficients_to_pixels(c: Float[Array, "... c"], *, ndim: int = 2) -> Float[Array, "... c"]:
+def coefficients_to_pixels(c: Float[ArrayLike, "... c"], *, ndim: int = 2) -> Float[Array, "... c"]:
   r"""Inverse of :func:`pixels_to_coefficients`: :math:`x[p] = N^{1/2} c[p]`.
 
   Examples:
@@ -206,4 +210,4 @@ def coefficients_to_pixels(c: Float[Array, "... c"], *, ndim: int = 2) -> Float[
     >>> float(coefficients_to_pixels(jnp.full((1, 4, 4, 1), 0.25), ndim=2)[0, 0, 0, 0])
     1.0
   """
-  return c / _cell_scale(c, ndim)
+  return jnp.asarray(c) / _cell_scale(c, ndim)

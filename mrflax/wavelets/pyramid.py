@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
 
+from mrflax._pytree import pytree_dataclass
 from mrflax.wavelets import _validate
 from mrflax.wavelets.haar import haar_step, haar_step_inverse
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True)
 class HaarPyramid:
   """A multi-level orthonormal Haar decomposition.
@@ -31,8 +32,8 @@ class HaarPyramid:
     ndim: number of spatial axes (static pytree metadata).
   """
 
-  approx: Float[Array, "... c"]
-  details: tuple[Float[Array, "... bands c"], ...]
+  approx: Float[Array | np.ndarray, "... c"]
+  details: tuple[Float[Array | np.ndarray, "... bands c"], ...]
   ndim: int = dataclasses.field(default=2, metadata=dict(static=True))
 
   @property
@@ -41,7 +42,7 @@ class HaarPyramid:
     return len(self.details)
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True)
 class BandEnergies:
   r"""Energies (sums of squared orthonormal coefficients) of every band of a pyramid.
@@ -51,8 +52,8 @@ class BandEnergies:
     details: per level, coarsest first, the energy of each detail band, shape ``(..., 2^d - 1)``.
   """
 
-  approx: Float[Array, "..."]
-  details: tuple[Float[Array, "... bands"], ...]
+  approx: Float[Array | np.ndarray, "..."]
+  details: tuple[Float[Array | np.ndarray, "... bands"], ...]
 
   def total(self) -> Float[Array, "..."]:
     """The energy of all bands together; by Parseval, the squared Euclidean norm of the input."""
@@ -68,7 +69,7 @@ class BandEnergies:
     return per_level / jnp.sum(per_level, axis=-1, keepdims=True)
 
 
-def haar_analysis(x: Float[Array, "... c"], *, levels: int = 1, ndim: int = 2) -> HaarPyramid:
+def haar_analysis(x: Float[ArrayLike, "... c"], *, levels: int = 1, ndim: int = 2) -> HaarPyramid:
   r"""Multi-level orthonormal Haar analysis: ``levels`` repeated :func:`haar_step`\ s.
 
   With :math:`y^{(J)} = x` and :math:`(y^{(j-1)}, w^{(j-1)}) = \mathrm{step}(y^{(j)})`, the pyramid

@@ -4,6 +4,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import jaxtyping
 import numpy as np
 import pytest
 from scipy.special import expit
@@ -119,7 +120,9 @@ def test_dmol_gradients_finite_at_edges():
   assert bool(jnp.all(jnp.isfinite(g)))
 
 
-def test_dmol_bad_channels():
+def test_dmol_bad_channels(monkeypatch):
+  # ill-typed on purpose: the ValueError users get, not the test run's jaxtyping check
+  monkeypatch.setattr(jaxtyping.config, "jaxtyping_disable", True)
   with pytest.raises(ValueError, match="20 channels"):
     lk.dmol_nll(jnp.zeros((1, 2, 2, 19)), jnp.zeros((1, 2, 2, 3)), num_mixtures=2)
   with pytest.raises(ValueError, match="RGB"):

@@ -37,6 +37,9 @@ class Concat:
       for p in range(2)
     ]
 
+  def __iter__(self):  # an Iterator, as fit's train_iter is annotated
+    return self
+
   def __next__(self):
     parts = [next(it) for it in self.its]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

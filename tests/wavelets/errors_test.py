@@ -3,10 +3,19 @@
 import re
 
 import jax.numpy as jnp
+import jaxtyping
 import numpy as np
 import pytest
 
 from mrflax import wavelets
+
+
+@pytest.fixture(autouse=True)
+def _without_jaxtyping(monkeypatch):
+  """These calls break the annotations on purpose, to check the ValueError users get (no
+  jaxtyping outside the test run); the test run's jaxtyping check would answer first."""
+  monkeypatch.setattr(jaxtyping.config, "jaxtyping_disable", True)
+
 
 ALL = [wavelets.haar_analysis, wavelets.project, wavelets.detail]
 
