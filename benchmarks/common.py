@@ -154,7 +154,7 @@ def hvae_train_step(spec: Any, *, batch: int, seed: int = 0) -> dict[str, Any]:
 def unrolled_flops(spec: Any, *, batch: int) -> float | None:
   """FLOPs of one train step of ``spec`` with every stack unrolled (traced and lowered, not
   compiled): the model's real operation count, where XLA counts a scanned body only once."""
-  unrolled = spec.replace(exec_mode="unroll", exec_overrides=(), remat="none")
+  unrolled = spec.replace(exec_mode="unroll", exec_overrides=(), remat="none", scan_unroll=1)
   train_step, args, _ = _train_step(unrolled, batch=batch, seed=0)
   return _flops(jax.jit(train_step).lower(*args).cost_analysis())
 

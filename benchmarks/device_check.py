@@ -114,20 +114,12 @@ def pytorch_variants(vdvae_dir: str, preset: str, batch: int, repeats: int) -> l
   """The published PyTorch VDVAE's train step on the same device: fp32 and AMP."""
   import torch
 
-  from benchmarks.pytorch_vdvae import _hparams, _reference
+  from benchmarks.pytorch_vdvae import _reference, hparams_for
   from mrflax.nn import presets
 
   vae_mod, _ = _reference(vdvae_dir)
   spec = presets.get(preset)
-  h = _hparams(
-    width=spec.width,
-    zdim=spec.zdim,
-    enc_blocks=spec.enc_blocks,
-    dec_blocks=spec.dec_blocks,
-    image_size=spec.image_size,
-    image_channels=spec.image_channels,
-    num_mixtures=spec.num_mixtures,
-  )
+  h = hparams_for(spec)
   device = "cuda" if torch.cuda.is_available() else "cpu"
   out = []
   for amp in (False, True):

@@ -76,6 +76,19 @@ def _hparams(**kw) -> types.SimpleNamespace:
   return types.SimpleNamespace(**{**SMALL, **kw})
 
 
+def hparams_for(spec) -> types.SimpleNamespace:
+  """VDVAE hyper-parameters that build the same model as the mrflax ``spec``."""
+  return _hparams(
+    width=spec.width,
+    zdim=spec.zdim,
+    enc_blocks=spec.enc_blocks,
+    dec_blocks=spec.dec_blocks,
+    image_size=spec.image_size,
+    image_channels=spec.image_channels,
+    num_mixtures=spec.num_mixtures,
+  )
+
+
 def check(vae_mod, helpers) -> dict:
   import jax
   import jax.numpy as jnp
@@ -344,15 +357,7 @@ def bench(vae_mod, preset: str, batch: int, repeats: int, mrflax_mode: str) -> d
   from mrflax.nn import presets
 
   spec = presets.get(preset)
-  h = _hparams(
-    width=spec.width,
-    zdim=spec.zdim,
-    enc_blocks=spec.enc_blocks,
-    dec_blocks=spec.dec_blocks,
-    image_size=spec.image_size,
-    image_channels=spec.image_channels,
-    num_mixtures=spec.num_mixtures,
-  )
+  h = hparams_for(spec)
   torch.manual_seed(0)
   model = vae_mod.VAE(h)
   opt = torch.optim.AdamW(
