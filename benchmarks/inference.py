@@ -4,7 +4,7 @@ Issue 7, item 5. For a preset (default: the CIFAR-10 VDVAE configuration, 43 top
 
 * **sampling**: ``model.sample(key, batch_size=B, temperature=1.0)`` (prior pass + likelihood
   sample), jitted, images/s;
-* **IW evaluation**: :func:`mrflax.eval.hvae_log_weights` with ``K`` posterior samples per image
+* **IW evaluation**: :func:`mrflax.evaluation.hvae_log_weights` with ``K`` posterior samples per image
   (the encoder once, ``K`` vmapped top-down passes, ``--chunk`` at a time), images/s and
   posterior passes/s.
 
@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from benchmarks.common import emit, machine, time_calls
-from mrflax.eval import hvae_log_weights
+from mrflax.evaluation import hvae_log_weights
 from mrflax.nn import HVAE, count_params, presets
 
 

@@ -30,7 +30,7 @@ from flax import nnx
 from benchmarks import common
 from experiments.hvae import train as hvae_train
 from mrflax import data, nn
-from mrflax.training import sharding
+from mrflax import sharding
 from mrflax.training.steps import Trainer
 
 

@@ -1,7 +1,12 @@
-"""mrflax experiments entry point.
+"""mrflax experiments entry point: the one absl program that runs every experiment.
 
 python -m experiments.main --config=experiments/<name>/config.py[:variant] --workdir=DIR \
     [--mode=train|eval|sample] [--config.train.steps=...]
+
+The config's ``runner`` field picks the runner module (:data:`RUNNERS`); each runner module
+exposes ``MODES``, a dict from mode name to ``fn(config, workdir)``. The HVAE runner has
+``train``, ``eval`` and ``sample``; the study runners (``ghm``, ``unet_haar``, ``hvae_claims``)
+have ``train``, which runs the study the config names and writes its JSON and figures.
 
 ``train`` resumes automatically from ``--workdir`` and ends with an evaluation; ``eval`` and
 ``sample`` use the newest checkpoint there (and say which step, EMA parameters). ``eval`` writes
@@ -16,6 +21,7 @@ checkpoint that does not fit the configured model (what differs, how to proceed)
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 
@@ -30,6 +36,15 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, pictures).")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"], "What to do.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+#: config.runner -> the module that runs it (each has ``MODES = {mode: fn(config, workdir)}``).
+RUNNERS = {
+  "hvae": "experiments.hvae.train",
+  "hvae_claims": "experiments.hvae_claims.run",
+  "ghm": "experiments.ghm.run",
+  "unet_haar": "experiments.unet_haar.run",
+}
 
 
 def _fail(message: str) -> None:
@@ -70,13 +85,15 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; progress is printed
   config = _CONFIG.value
-  if config.experiment != "hvae":
-    _fail(f"unknown experiment {config.experiment!r} in {flags.FLAGS['config'].config_filename}")
-  from experiments.hvae import train
-
-  run = {"train": train.train_and_evaluate, "eval": train.evaluate, "sample": train.sample}
+  where = flags.FLAGS["config"].config_filename
+  runner = config.get("runner")
+  if runner not in RUNNERS:
+    _fail(f"{where}: config.runner is {runner!r}; expected one of {', '.join(sorted(RUNNERS))}")
+  modes = importlib.import_module(RUNNERS[runner]).MODES
+  if _MODE.value not in modes:
+    _fail(f"--mode={_MODE.value} is not a mode of the {runner} runner (it has {', '.join(modes)})")
   try:
-    run[_MODE.value](config, _WORKDIR.value)
+    modes[_MODE.value](config, _WORKDIR.value)
   except CheckpointMismatchError as err:
     _fail(str(err))
 

@@ -5,7 +5,7 @@ cell. Variants (``config.py:<arg>``):
 
 * ``e1``: σ-conditioned BP-aligned U-Net (width 64) vs exact BP and the per-leaf baselines,
   online data, plus the n_train = 2,000 run, the memorising denoiser sweep and BP / baselines over
-  16 rule sets. Command: ``python -m experiments.ghm.run --config=experiments/ghm/config.py:e1
+  16 rule sets. Command: ``python -m experiments.main --config=experiments/ghm/config.py:e1
   --workdir=/tmp/ghm_runs``. Hardware: 2-core CPU (shared). Wall time: 625 s measured.
   Expected / measured: E|f - D*|^2 <= 0.02 per leaf at every σ (0.012 max), gap fraction >= 0.9
   at σ = 0.75 (0.944 vs local-pos).
@@ -61,6 +61,7 @@ SIGMAS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
 
 def _base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  c.runner = "ghm"
   c.experiment = "e1"
   c.seed = 0
   c.results_dir = "experiments/ghm/results"

@@ -2,7 +2,7 @@ r"""Runs the GHM / belief-propagation experiments E1-E4 (THEORY §7.7).
 
 Usage::
 
-  python -m experiments.ghm.run --config=experiments/ghm/config.py:e1 --workdir=/tmp/ghm_e1
+  python -m experiments.main --config=experiments/ghm/config.py:e1 --workdir=/tmp/ghm_e1
 
 The config is converted to keyword arguments here; the library never sees a ConfigDict. Each
 experiment writes ``<name>.json`` (and a PNG figure) into ``config.results_dir`` (or the workdir
@@ -20,9 +20,8 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 from flax import nnx
-from ml_collections import config_flags
 
 from mrflax import ghm as G
 from mrflax.nn import tree_nets as TN
@@ -1004,39 +1003,27 @@ def run_e4(cfg, workdir) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _main(config_flag, workdir_flag):
-  """The absl entry point, given the flag holders (defined only when run as a program)."""
-
-  def main(argv) -> None:
-    del argv
-    cfg = config_flag.value
-    workdir = workdir_flag.value
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(cfg.to_json(indent=1))
-    logging.info("backend %s, devices %s", jax.default_backend(), jax.devices())
-    runners = dict(
-      e1=run_e1,
-      e1_ablations=run_e1_ablations,
-      e1_ntrain=run_e1_ntrain,
-      e1_width=run_e1_width,
-      e1_exact_bp=run_e1_exact_bp,
-      e2=run_e2,
-      e3=run_e3,
-      e3_ntrain=run_e3_ntrain,
-      e4=run_e4,
-    )
-    runners[cfg.experiment](cfg, workdir)
-
-  return main
+RUNNERS = dict(
+  e1=run_e1,
+  e1_ablations=run_e1_ablations,
+  e1_ntrain=run_e1_ntrain,
+  e1_width=run_e1_width,
+  e1_exact_bp=run_e1_exact_bp,
+  e2=run_e2,
+  e3=run_e3,
+  e3_ntrain=run_e3_ntrain,
+  e4=run_e4,
+)
 
 
-if __name__ == "__main__":
-  # Flags are defined only when run as a program, so tests can import this module next to other
-  # experiment runners that define --config too (absl refuses a flag defined twice).
-  app.run(
-    _main(
-      config_flags.DEFINE_config_file("config", None, "Experiment config.", lock_config=True),
-      flags.DEFINE_string("workdir", None, "Output directory.", required=True),
-    )
-  )
+def train(cfg, workdir: str) -> None:
+  """Runs the experiment ``cfg.experiment`` names; writes config.json, its JSON and figures."""
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(cfg.to_json(indent=1))
+  logging.info("backend %s, devices %s", jax.default_backend(), jax.devices())
+  RUNNERS[cfg.experiment](cfg, workdir)
+
+
+#: The modes ``python -m experiments.main --mode=...`` dispatches to.
+MODES = {"train": train}

@@ -13,7 +13,7 @@ from mrflax.data import default_data_dir
 
 def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.experiment = "hvae"
+  c.runner = "hvae"
   c.seed = 0
 
   c.data = ml_collections.ConfigDict()

@@ -25,9 +25,8 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from mrflax import data, nn
-from mrflax import eval as mreval
-from mrflax.training import checkpoint, loop, sharding
+from mrflax import data, evaluation, nn, sharding
+from mrflax.training import checkpoint, loop
 from mrflax.training.steps import StepConfig, Trainer
 
 
@@ -136,12 +135,14 @@ def hvae_loss(model, batch, key):
 @functools.cache
 def _terms_jit():
   """One jitted ELBO-terms function (the model is an argument: compiled once per batch shape)."""
-  return jax.jit(mreval.hvae_terms)
+  return jax.jit(evaluation.hvae_terms)
 
 
 @functools.cache
 def _log_weights_jit(num_samples: int, chunk: int | None):
-  return jax.jit(functools.partial(mreval.hvae_log_weights, num_samples=num_samples, chunk=chunk))
+  return jax.jit(
+    functools.partial(evaluation.hvae_log_weights, num_samples=num_samples, chunk=chunk)
+  )
 
 
 def eval_mesh(batch_size: int):
@@ -156,7 +157,7 @@ def _on(model, mesh):
   return model if mesh is None else jax.device_put(model, sharding.replicated(mesh))
 
 
-def evaluate_split(config, spec, model, source, *, key) -> mreval.ElboResult:
+def evaluate_split(config, spec, model, source, *, key) -> evaluation.ElboResult:
   """The negative ELBO of ``model`` over every example of ``source`` (sharded, masked)."""
   prep = preprocess(config)
   batches = data.eval_batches(
@@ -170,7 +171,7 @@ def evaluate_split(config, spec, model, source, *, key) -> mreval.ElboResult:
   terms = _terms_jit()
   mesh = eval_mesh(config.eval.batch_size)
   model = _on(model, mesh)
-  return mreval.evaluate_elbo(
+  return evaluation.evaluate_elbo(
     lambda batch, k: terms(model, batch, k),
     batches,
     key=key,
@@ -180,7 +181,7 @@ def evaluate_split(config, spec, model, source, *, key) -> mreval.ElboResult:
   )
 
 
-def evaluate_iw_split(config, spec, model, source, *, key) -> mreval.IwResult:
+def evaluate_iw_split(config, spec, model, source, *, key) -> evaluation.IwResult:
   """The importance-weighted bound with ``eval.iw_samples`` samples, ``eval.iw_chunk`` at once."""
   k = int(config.eval.iw_samples)
   chunk = int(config.eval.iw_chunk) or None
@@ -195,7 +196,7 @@ def evaluate_iw_split(config, spec, model, source, *, key) -> mreval.IwResult:
   log_w = _log_weights_jit(k, chunk)
   mesh = eval_mesh(config.eval.batch_size)
   model = _on(model, mesh)
-  return mreval.evaluate_iw(
+  return evaluation.evaluate_iw(
     lambda batch, key: log_w(model, batch, key),
     batches,
     key=key,
@@ -355,8 +356,8 @@ def _images(spec, x):
   """Model-space images to uint8 for pictures ({0,1} or [-1,1])."""
   x = np.asarray(x)
   if spec.likelihood == "bernoulli":
-    return mreval.to_uint8(x, low=0.0, high=1.0)
-  return mreval.to_uint8(x)
+    return evaluation.rescale_to_uint8(x, low=0.0, high=1.0)
+  return evaluation.rescale_to_uint8(x)
 
 
 def _save_samples(config, spec, model, work) -> pathlib.Path:
@@ -369,7 +370,7 @@ def _save_samples(config, spec, model, work) -> pathlib.Path:
     for i, t in enumerate(config.eval.temperatures)
   ]
   path = work / "samples.png"
-  mreval.save_grid(rows, path, scale=max(1, 64 // spec.image_size))
+  evaluation.save_grid(rows, path, scale=max(1, 64 // spec.image_size))
   return path
 
 
@@ -387,13 +388,13 @@ def _draw(config, spec, model, source, prep, res, work):
     jnp.asarray(batch["image"]), jax.random.fold_in(key, 99)
   )
   targets = batch["target"]
-  mreval.save_grid(
+  evaluation.save_grid(
     [_images(spec, targets), _images(spec, recon)], work / "reconstructions.png", scale=scale
   )
   resolutions = [r for r, _ in spec.dec_pairs]
   if len(resolutions) != len(res.kl_per_block):
     resolutions = [0] * len(res.kl_per_block)
-  mreval.save_kl_plot(
+  evaluation.save_kl_plot(
     res.kl_per_block,
     resolutions,
     work / "kl_per_block.png",
@@ -440,3 +441,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> str:
   path = os.fspath(_save_samples(config, spec, trainer.model(restored.state, ema=True), work))
   print(f"[hvae] wrote {path} (rows: temperatures {list(config.eval.temperatures)})", flush=True)
   return path
+
+
+#: The modes ``python -m experiments.main --mode=...`` dispatches to.
+MODES = {"train": train_and_evaluate, "eval": evaluate, "sample": sample}

@@ -28,7 +28,7 @@ digits. Variants (``config.py:<arg>``):
   euler trains its own shared cell (two trainings in all).
 
 Command (each experiment resumes finished runs from ``--workdir``):
-  python -m experiments.hvae_claims.run --config=experiments/hvae_claims/config.py:all \
+  python -m experiments.main --config=experiments/hvae_claims/config.py:all \
       --workdir=/tmp/hvae_claims
 Hardware: 2-core x86_64 CPU. Wall time and results: experiments/README.md (section "HVAE claims").
 """
@@ -60,6 +60,7 @@ def hvae_base() -> ml_collections.ConfigDict:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  c.runner = "hvae_claims"
   c.experiments = EXPERIMENTS if arg in (None, "", "all", "small") else (arg,)
   if any(e not in EXPERIMENTS for e in c.experiments):
     raise ValueError(

@@ -2,7 +2,7 @@ r"""Runs the HVAE claim experiments (issue 6 items 2-5): time, sharing, point ma
 
 Usage::
 
-  python -m experiments.hvae_claims.run --config=experiments/hvae_claims/config.py:all \
+  python -m experiments.main --config=experiments/hvae_claims/config.py:all \
       --workdir=/tmp/hvae_claims
 
 Every training run goes through ``experiments.hvae.train.train_and_evaluate`` (the same trainer,
@@ -25,9 +25,7 @@ import jax.numpy as jnp
 import matplotlib
 import ml_collections
 import numpy as np
-from absl import app, flags
 from flax import nnx
-from ml_collections import config_flags
 
 from experiments.hvae import train as hvae_train
 from mrflax import data, nn, wavelets
@@ -612,29 +610,16 @@ RUNNERS = {
 }
 
 
-def _main(config_flag, workdir_flag):
-  """The absl entry point, given the flag holders (defined only when run as a program)."""
-
-  def main(argv) -> None:
-    del argv
-    cfg = config_flag.value
-    workdir = pathlib.Path(workdir_flag.value)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(cfg.to_json(indent=1))
-    for name in cfg.experiments:
-      t0 = time.perf_counter()
-      RUNNERS[name](cfg, workdir)
-      print(f"[claims] {name}: {time.perf_counter() - t0:.0f} s", flush=True)
-
-  return main
+def train(cfg, workdir) -> None:
+  """Runs every experiment in ``cfg.experiments`` (finished runs resume from ``workdir``)."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(cfg.to_json(indent=1))
+  for name in cfg.experiments:
+    t0 = time.perf_counter()
+    RUNNERS[name](cfg, workdir)
+    print(f"[claims] {name}: {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-if __name__ == "__main__":
-  # Flags are defined only when run as a program, so tests can import this module next to other
-  # experiment runners that define --config too (absl refuses a flag defined twice).
-  app.run(
-    _main(
-      config_flags.DEFINE_config_file("config", None, "Experiment config.", lock_config=True),
-      flags.DEFINE_string("workdir", None, "Output directory.", required=True),
-    )
-  )
+#: The modes ``python -m experiments.main --mode=...`` dispatches to.
+MODES = {"train": train}

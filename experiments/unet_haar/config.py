@@ -23,7 +23,7 @@ Variants (``config.py:<arg>``):
   steps, cosine to 0, clip 1), seeds 0-2; three poolings plus three retrained avg-pool skip
   variants = 18 trainings; the first 1,000 test images (U1 on 500). Data: the Debian IDX files,
   read directly (``apt-get install dataset-fashion-mnist``).
-  Command: ``nice -n 5 python -m experiments.unet_haar.run
+  Command: ``nice -n 5 python -m experiments.main
   --config=experiments/unet_haar/config.py:fashion --workdir=/tmp/unet_haar_fashion``.
   Hardware: the shared 2-core x86_64 CPU (load 5-9 from other jobs), jax 0.10.2.
   Wall time: see experiments/README.md (measured there). Writes ``results/fashion.json`` and
@@ -49,6 +49,7 @@ VARIANTS = ("fashion", "fashion_finest", "digits", "fashion32", "small")
 
 def _base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  c.runner = "unet_haar"
   c.name = "fashion"
   c.seeds = (0, 1, 2)
   c.results_dir = "experiments/unet_haar/results"

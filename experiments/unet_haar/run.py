@@ -2,7 +2,7 @@ r"""Issue 6, item 1: average pooling is the Haar projection, in a trained networ
 
 Usage::
 
-  nice -n 5 python -m experiments.unet_haar.run --config=experiments/unet_haar/config.py:fashion \
+  nice -n 5 python -m experiments.main --config=experiments/unet_haar/config.py:fashion \
     --workdir=/tmp/unet_haar_fashion
 
 Trains Gaussian denoising U-Nets (:class:`mrflax.nn.UNet`) with average, max and strided-conv
@@ -28,9 +28,8 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 from flax import nnx
-from ml_collections import config_flags
 
 from mrflax import wavelets as W
 from mrflax.data import pad_to, read_idx
@@ -684,25 +683,14 @@ def run(cfg, workdir: str) -> dict:
   return payload
 
 
-def _main(config_flag, workdir_flag):
-  def main(argv) -> None:
-    del argv
-    cfg, workdir = config_flag.value, workdir_flag.value
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(cfg.to_json(indent=1))
-    logging.info("backend %s, devices %s", jax.default_backend(), jax.devices())
-    run(cfg, workdir)
-
-  return main
+def train(cfg, workdir: str) -> None:
+  """Runs the study; writes config.json, its JSON and figures."""
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(cfg.to_json(indent=1))
+  logging.info("backend %s, devices %s", jax.default_backend(), jax.devices())
+  run(cfg, workdir)
 
 
-if __name__ == "__main__":
-  # Flags are defined only when run as a program, so tests can import this module next to other
-  # experiment runners that define --config too (absl refuses a flag defined twice).
-  app.run(
-    _main(
-      config_flags.DEFINE_config_file("config", None, "Experiment config.", lock_config=True),
-      flags.DEFINE_string("workdir", None, "Output directory.", required=True),
-    )
-  )
+#: The modes ``python -m experiments.main --mode=...`` dispatches to.
+MODES = {"train": train}

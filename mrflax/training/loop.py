@@ -24,7 +24,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from mrflax.training import sharding
+from mrflax import sharding
 from mrflax.training.checkpoint import Checkpointer
 from mrflax.training.metrics import MetricWriter, Progress, to_python
 from mrflax.training.steps import LossFn, StepConfig, Trainer, TrainState

@@ -13,8 +13,7 @@ from PIL import Image
 
 from experiments.digits import config as digits_config
 from experiments.hvae import train
-from mrflax import data, nn
-from mrflax import eval as mreval
+from mrflax import data, evaluation, nn
 
 
 def tiny_config(data_dir, steps=4):
@@ -97,7 +96,7 @@ def test_train_evaluate_resume_and_cli_modes(tmp_path, capsys):
     data.eval_batches(source, batch_size=3, preprocess=train.preprocess(cfg), seed=cfg.seed)
   )
   top = cells["reconstructions"][1:9, 1:28].reshape(8, 3, 9)[:, :, :8].transpose(1, 0, 2)
-  np.testing.assert_array_equal(top, mreval.to_uint8(batch["target"][..., 0]))
+  np.testing.assert_array_equal(top, evaluation.rescale_to_uint8(batch["target"][..., 0]))
   with Image.open(work / "kl_per_block.png") as im:
     assert im.size == (500, 300)  # save_kl_plot: 5 x 3 inches at dpi 100 for 4 blocks
 

@@ -140,4 +140,4 @@ def test_configs_and_unknown_variant():
   assert uh_config.get_config(None).name == "fashion"
   with pytest.raises(ValueError, match="unknown config variant"):
     uh_config.get_config("cifar")
-  assert "python -m experiments.unet_haar.run" in uh_config.__doc__
+  assert "python -m experiments.main" in uh_config.__doc__

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from mrflax.training import sharding
+from mrflax import sharding
 from mrflax.training.checkpoint import Checkpointer, CheckpointMismatchError, abstract_like
 from tests.training.toy import make, make_batch
 

@@ -8,7 +8,7 @@ import sys
 
 
 def main(pid: int, port: str, workdir: str, out: str) -> None:
-  from mrflax.training import sharding
+  from mrflax import sharding
 
   sharding.initialize_distributed(
     coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=pid, local_device_count=2

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from mrflax.training import sharding
+from mrflax import sharding
 from mrflax.training.steps import StepConfig, global_norm
 from tests.training.toy import make, make_batch, toy_loss
 

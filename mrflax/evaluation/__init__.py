@@ -1,8 +1,8 @@
 """Evaluation: split ELBO and importance-weighted bounds in bits/dim (nats/image for binary data),
 per-block and per-resolution KL, pictures."""
 
-from mrflax.eval.images import save_grid, save_kl_plot, to_uint8
-from mrflax.eval.nll import (
+from mrflax.evaluation.images import rescale_to_uint8, save_grid, save_kl_plot
+from mrflax.evaluation.nll import (
   ElboResult,
   IwResult,
   evaluate_elbo,
@@ -20,7 +20,7 @@ __all__ = [
   "hvae_log_weights",
   "hvae_terms",
   "kl_per_resolution",
+  "rescale_to_uint8",
   "save_grid",
   "save_kl_plot",
-  "to_uint8",
 ]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mrflax import eval as mreval
+from mrflax import evaluation
 
 
 def test_masked_average_counts_every_example_once():
@@ -31,7 +31,7 @@ def test_masked_average_counts_every_example_once():
     seen_keys.append(np.asarray(jax.random.key_data(key)))
     return next(values)
 
-  res = mreval.evaluate_elbo(terms, batches, key=jax.random.key(0), data_dims=64)
+  res = evaluation.evaluate_elbo(terms, batches, key=jax.random.key(0), data_dims=64)
   assert res.num_examples == 5
   assert res.distortion == pytest.approx(3.0)
   np.testing.assert_allclose(res.kl_per_block, [1.1 / 5, 1.6 / 5])
@@ -45,7 +45,7 @@ def test_masked_average_counts_every_example_once():
 
 def test_no_examples_is_an_error():
   with pytest.raises(ValueError, match="no examples"):
-    mreval.evaluate_elbo(lambda b, k: None, [], key=jax.random.key(0), data_dims=1)
+    evaluation.evaluate_elbo(lambda b, k: None, [], key=jax.random.key(0), data_dims=1)
 
 
 def test_grid_round_trips_known_pixels(tmp_path):
@@ -55,7 +55,7 @@ def test_grid_round_trips_known_pixels(tmp_path):
       rng.integers(0, 255, (3, 4, 5, c), np.uint8),
       rng.integers(0, 255, (2, 4, 5, c), np.uint8),
     ]
-    mreval.save_grid(rows, tmp_path / "g.png", scale=2)
+    evaluation.save_grid(rows, tmp_path / "g.png", scale=2)
     with Image.open(tmp_path / "g.png") as im:
       assert im.mode == ("L" if c == 1 else "RGB")
       assert im.size == (2 * (3 * 6 + 1), 2 * (2 * 5 + 1))  # 3 columns of 5 + pads, 2 rows of 4
@@ -68,7 +68,7 @@ def test_grid_round_trips_known_pixels(tmp_path):
         expect[1 + 5 * i : 5 + 5 * i, 1 + 6 * j : 6 + 6 * j] = image
     np.testing.assert_array_equal(got, np.kron(expect, np.ones((2, 2, 1), np.uint8)))
   np.testing.assert_array_equal(
-    mreval.to_uint8(np.array([-1.0, 0.0, 1.0, 2.0])), [0, 128, 255, 255]
+    evaluation.rescale_to_uint8(np.array([-1.0, 0.0, 1.0, 2.0])), [0, 128, 255, 255]
   )
 
 
@@ -76,7 +76,7 @@ def test_kl_plot_draws_bars_in_proportion_coloured_by_resolution(tmp_path):
   import matplotlib.colors
 
   kl = [0.1, 0.2, 0.05]
-  mreval.save_kl_plot(kl, [1, 4, 4], tmp_path / "kl.png")
+  evaluation.save_kl_plot(kl, [1, 4, 4], tmp_path / "kl.png")
   with Image.open(tmp_path / "kl.png") as im:
     assert im.size == (500, 300)  # figsize (5, 3) at dpi 100 for three blocks
     pixels = np.asarray(im.convert("RGB")).astype(int)
@@ -122,7 +122,7 @@ def micro():
 @functools.cache
 def _jitted(num_samples, chunk):
   return jax.jit(
-    lambda m, b, k: mreval.hvae_log_weights(m, b, k, num_samples=num_samples, chunk=chunk)
+    lambda m, b, k: evaluation.hvae_log_weights(m, b, k, num_samples=num_samples, chunk=chunk)
   )
 
 
@@ -131,7 +131,7 @@ def _log_w(model, num_samples, chunk=None):
   return lambda b, k: f(model, b, k)
 
 
-_terms_jit = jax.jit(mreval.hvae_terms)
+_terms_jit = jax.jit(evaluation.hvae_terms)
 
 
 def _terms(model):
@@ -150,7 +150,7 @@ def test_each_log_weight_is_a_single_sample_elbo(micro):
   key = jax.random.key(1)
   log_w = np.asarray(_log_w(model, K)(batch, key), np.float64)  # [b, K]
   keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(K))
-  terms = jax.jit(jax.vmap(mreval.hvae_terms, in_axes=(None, None, 0)))(model, batch, keys)
+  terms = jax.jit(jax.vmap(evaluation.hvae_terms, in_axes=(None, None, 0)))(model, batch, keys)
   distortion, kl = np.asarray(terms["distortion"]).T, np.asarray(terms["kl"]).sum(-1).T  # [b, K]
   diff = log_w + D * (distortion + kl)
   se = diff.std(axis=1) / np.sqrt(K)
@@ -163,14 +163,14 @@ def test_bound_tightens_with_more_samples(micro):
   model, batch = micro
   batches = [_masked(batch, np.ones(4))] * 3
   key = jax.random.key(2)
-  one = mreval.evaluate_iw(_log_w(model, 1), batches, key=key, data_dims=D)
-  many = mreval.evaluate_iw(_log_w(model, K), batches, key=key, data_dims=D)
+  one = evaluation.evaluate_iw(_log_w(model, 1), batches, key=key, data_dims=D)
+  many = evaluation.evaluate_iw(_log_w(model, K), batches, key=key, data_dims=D)
   assert (one.num_samples, many.num_samples, many.num_examples) == (1, K, 12)
   assert one.ess == pytest.approx(1.0) and 1 < many.ess < K
   assert one.nats_per_dim == pytest.approx(one.elbo_nats_per_dim, rel=1e-9)
   assert many.nats_per_dim < many.elbo_nats_per_dim  # Jensen, same samples
   assert many.bits_per_dim == pytest.approx(many.nats_per_image / D / math.log(2))
-  elbo = mreval.evaluate_elbo(_terms(model), batches, key=jax.random.key(3), data_dims=D)
+  elbo = evaluation.evaluate_elbo(_terms(model), batches, key=jax.random.key(3), data_dims=D)
   # K = 1 and the mean of K single-sample bounds estimate the analytic-KL -ELBO ...
   assert one.nats_per_dim == pytest.approx(elbo.nats_per_dim, rel=0.05)
   assert many.elbo_nats_per_dim == pytest.approx(elbo.nats_per_dim, rel=0.01)
@@ -186,7 +186,7 @@ def test_chunking_changes_only_rounding(micro):
   # XLA:CPU convolutions round differently at another batch size, hence not bit-identical
   chunked = np.asarray(_log_w(model, K, chunk=48)(batch, key))
   np.testing.assert_allclose(chunked, full, rtol=1e-5)
-  res = mreval.evaluate_iw(
+  res = evaluation.evaluate_iw(
     _log_w(model, K, chunk=48), [_masked(batch, np.ones(4))], key=key, data_dims=D, chunk=48
   )
   assert res.to_dict()["chunk"] == 48 and res.to_dict()["num_samples"] == K
@@ -199,7 +199,7 @@ def test_padding_rows_are_ignored_even_when_nan(micro):
   poisoned["image"][3:] = np.nan
   batches = [_masked(batch, np.ones(4)), _masked(poisoned, [1, 1, 1, 0])]
   key = jax.random.key(6)
-  res = mreval.evaluate_iw(fn, batches, key=key, data_dims=D)
+  res = evaluation.evaluate_iw(fn, batches, key=key, data_dims=D)
   assert res.num_examples == 7 and math.isfinite(res.nats_per_image)
   rows = [np.asarray(fn(batch, jax.random.fold_in(key, 0)), np.float64)]
   rows.append(np.asarray(fn(poisoned, jax.random.fold_in(key, 1)), np.float64)[:3])
@@ -207,24 +207,24 @@ def test_padding_rows_are_ignored_even_when_nan(micro):
   top = log_w.max(axis=1)
   expected = -np.mean(top + np.log(np.mean(np.exp(log_w - top[:, None]), axis=1)))
   assert res.nats_per_image == pytest.approx(expected, rel=1e-12)
-  elbo = mreval.evaluate_elbo(_terms(model), batches, key=key, data_dims=D)
+  elbo = evaluation.evaluate_elbo(_terms(model), batches, key=key, data_dims=D)
   assert elbo.num_examples == 7 and math.isfinite(elbo.nats_per_dim)
 
 
 def test_sharded_evaluation_equals_one_device(micro):
-  from mrflax.training import sharding
+  from mrflax import sharding
 
   model, batch = micro
   batches = [_masked(batch, np.ones(4)), _masked(batch, [1, 1, 0, 0])]
   fn = _log_w(model, K)
   key = jax.random.key(7)
   mesh = sharding.make_mesh(4)
-  one = mreval.evaluate_iw(fn, batches, key=key, data_dims=D)
-  four = mreval.evaluate_iw(fn, batches, key=key, data_dims=D, mesh=mesh)
+  one = evaluation.evaluate_iw(fn, batches, key=key, data_dims=D)
+  four = evaluation.evaluate_iw(fn, batches, key=key, data_dims=D, mesh=mesh)
   assert four.num_examples == one.num_examples == 6
   assert four.nats_per_image == pytest.approx(one.nats_per_image, rel=1e-6)
   with pytest.raises(ValueError, match="not divisible"):
-    mreval.evaluate_iw(fn, batches, key=key, data_dims=D, mesh=sharding.make_mesh(3))
+    evaluation.evaluate_iw(fn, batches, key=key, data_dims=D, mesh=sharding.make_mesh(3))
 
 
 def test_bad_iw_arguments(micro):
@@ -234,27 +234,29 @@ def test_bad_iw_arguments(micro):
     (dict(num_samples=2, chunk=0), "chunk"),
   ):
     with pytest.raises(ValueError, match=match):
-      mreval.hvae_log_weights(model, batch, jax.random.key(0), **kw)
+      evaluation.hvae_log_weights(model, batch, jax.random.key(0), **kw)
   key = jax.random.key(0)
   with pytest.raises(ValueError, match="mask"):
-    mreval.evaluate_iw(lambda b, k: np.zeros((2, 3)), [{"x": 1}], key=key, data_dims=1)
+    evaluation.evaluate_iw(lambda b, k: np.zeros((2, 3)), [{"x": 1}], key=key, data_dims=1)
   with pytest.raises(ValueError, match=r"\[b, K\]"):
-    mreval.evaluate_iw(lambda b, k: np.zeros(2), [{"mask": np.ones(2)}], key=key, data_dims=1)
+    evaluation.evaluate_iw(lambda b, k: np.zeros(2), [{"mask": np.ones(2)}], key=key, data_dims=1)
   with pytest.raises(ValueError, match="no examples"):
-    mreval.evaluate_iw(lambda b, k: None, [], key=key, data_dims=1)
+    evaluation.evaluate_iw(lambda b, k: None, [], key=key, data_dims=1)
 
 
 def test_kl_per_resolution():
-  assert mreval.kl_per_resolution([0.5, 0.25, 0.25, 1.0], [4, 1, 4, 8]) == {
+  assert evaluation.kl_per_resolution([0.5, 0.25, 0.25, 1.0], [4, 1, 4, 8]) == {
     1: 0.25,
     4: 0.75,
     8: 1.0,
   }
   with pytest.raises(ValueError, match="resolutions"):
-    mreval.kl_per_resolution([0.1, 0.2], [1])
+    evaluation.kl_per_resolution([0.1, 0.2], [1])
   batches = [{"mask": np.ones(2)}]
   fn = lambda b, k: {"distortion": np.ones(2), "kl": np.array([[0.1, 0.2, 0.3]] * 2)}
-  res = mreval.evaluate_elbo(fn, batches, key=jax.random.key(0), data_dims=8, resolutions=[1, 4, 4])
+  res = evaluation.evaluate_elbo(
+    fn, batches, key=jax.random.key(0), data_dims=8, resolutions=[1, 4, 4]
+  )
   assert res.kl_per_resolution == pytest.approx({1: 0.1, 4: 0.5})
   d = res.to_dict()
   assert d["kl_per_resolution"] == pytest.approx({"1": 0.1, "4": 0.5})

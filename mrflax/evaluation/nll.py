@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Key
 
-from mrflax.training import sharding as _sharding
+from mrflax import sharding as _sharding
 
 
 def hvae_terms(model: Any, batch: dict[str, ArrayLike], key: Array) -> dict[str, Array]:

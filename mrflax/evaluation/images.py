@@ -10,8 +10,16 @@ from jaxtyping import ArrayLike, Float, Int
 from PIL import Image
 
 
-def to_uint8(x: np.ndarray, *, low: float = -1.0, high: float = 1.0) -> np.ndarray:
-  """Maps ``[low, high]`` to uint8 ``[0, 255]`` (clipped)."""
+def rescale_to_uint8(x: ArrayLike, *, low: float = -1.0, high: float = 1.0) -> np.ndarray:
+  """Maps ``[low, high]`` linearly to uint8 ``[0, 255]``, rounding to the nearest level (clipped).
+
+  For pictures of any real-valued array. Not the VDVAE quantisation of model samples, which
+  truncates: that is :func:`mrflax.likelihoods.to_uint8` (the two differ by one level at
+  about half of the inputs).
+
+  >>> rescale_to_uint8(np.array([-1.0, 0.0, 1.0, 2.0])).tolist()
+  [0, 128, 255, 255]
+  """
   x = (np.asarray(x, np.float32) - low) / (high - low)
   return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
 
