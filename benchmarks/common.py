@@ -87,7 +87,9 @@ def matmul_flops_per_s(n: int = 2048, *, repeats: int = 10) -> float:
   return 2 * n**3 / t["min_s"]
 
 
-def _train_step(spec: Any, *, batch: int, seed: int) -> tuple[Callable, tuple, float]:
+def _train_step(
+  spec: Any, *, batch: int, seed: int, policy: Any = None
+) -> tuple[Callable, tuple, float]:
   """The HVAE train step function, its arguments and the model's init time (no compile)."""
   import optax
   from flax import nnx
@@ -95,7 +97,7 @@ def _train_step(spec: Any, *, batch: int, seed: int) -> tuple[Callable, tuple, f
   from mrflax.nn import HVAE
 
   t0 = time.perf_counter()
-  model = HVAE(spec, rngs=nnx.Rngs(seed))
+  model = HVAE(spec, policy=policy, rngs=nnx.Rngs(seed))
   init_s = time.perf_counter() - t0
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   tx = optax.adamw(2e-4, b1=0.9, b2=0.9, eps=1e-8, weight_decay=0.01)
@@ -123,15 +125,17 @@ def _flops(cost: Any) -> float | None:
   return (cost or {}).get("flops")
 
 
-def hvae_train_step(spec: Any, *, batch: int, seed: int = 0) -> dict[str, Any]:
+def hvae_train_step(spec: Any, *, batch: int, seed: int = 0, policy: Any = None) -> dict[str, Any]:
   """An AOT-compiled HVAE train step (forward, backward, AdamW with VDVAE's settings).
+
+  ``spec`` is an ``HVAESpec``, ``policy`` an ``ExecPolicy`` (``None``: the default policy).
 
   Returns ``dict(step=callable() -> loss, compile_s=..., init_s=..., flops=..., compiled=...)``;
   each ``step()`` call advances the parameters (buffers donated), on random 8-bit targets.
   ``flops`` is XLA's cost analysis of the compiled program, which counts a ``while`` (scan) body
   once: use :func:`unrolled_flops` for the model FLOPs of a scanned model.
   """
-  train_step, args, init_s = _train_step(spec, batch=batch, seed=seed)
+  train_step, args, init_s = _train_step(spec, batch=batch, seed=seed, policy=policy)
   t0 = time.perf_counter()
   compiled = jax.jit(train_step, donate_argnums=(0, 1)).lower(*args).compile()
   compile_s = time.perf_counter() - t0
@@ -151,11 +155,14 @@ def hvae_train_step(spec: Any, *, batch: int, seed: int = 0) -> dict[str, Any]:
   )
 
 
-def unrolled_flops(spec: Any, *, batch: int) -> float | None:
+def unrolled_flops(spec: Any, *, batch: int, policy: Any = None) -> float | None:
   """FLOPs of one train step of ``spec`` with every stack unrolled (traced and lowered, not
   compiled): the model's real operation count, where XLA counts a scanned body only once."""
-  unrolled = spec.replace(exec_mode="unroll", exec_overrides=(), remat="none", scan_unroll=1)
-  train_step, args, _ = _train_step(unrolled, batch=batch, seed=0)
+  from mrflax.nn import ExecPolicy
+
+  policy = policy or ExecPolicy()
+  unrolled = policy.replace(exec_mode="unroll", exec_overrides=(), remat="none", scan_unroll=1)
+  train_step, args, _ = _train_step(spec, batch=batch, seed=0, policy=unrolled)
   return _flops(jax.jit(train_step).lower(*args).cost_analysis())
 
 

@@ -78,17 +78,16 @@ def mrflax_variant(preset: str, batch: int, repeats: int, variant: tuple[str, st
   import jax
 
   from benchmarks.common import hvae_train_step
-  from mrflax.nn import count_params, presets
+  from mrflax.nn import ExecPolicy, get_preset, spec_param_count
 
   mode, dtype, backward = variant
-  spec = presets.get(
-    preset,
-    share=2 if mode == "shared2" else 1,
+  spec = get_preset(preset, share=2 if mode == "shared2" else 1)
+  policy = ExecPolicy(
     exec_mode="unroll" if mode == "unrolled" else "scan",
     conv_backward=backward,
     compute_dtype=None if dtype == "float32" else dtype,
   )
-  b = hvae_train_step(spec, batch=batch)
+  b = hvae_train_step(spec, batch=batch, policy=policy)
   loss = jax.block_until_ready(b["step"]())  # warm-up
   times = []
   for _ in range(repeats):
@@ -101,7 +100,7 @@ def mrflax_variant(preset: str, batch: int, repeats: int, variant: tuple[str, st
     mode=mode,
     dtype=dtype,
     conv_backward=backward,
-    params=count_params(spec).total,
+    params=spec_param_count(spec).total,
     compile_s=round(b["compile_s"], 3),
     step_s=round(step_s, 5),
     step_s_min=round(min(times), 5),
@@ -115,10 +114,10 @@ def pytorch_variants(vdvae_dir: str, preset: str, batch: int, repeats: int) -> l
   import torch
 
   from benchmarks.pytorch_vdvae import _reference, hparams_for
-  from mrflax.nn import presets
+  from mrflax.nn import get_preset
 
   vae_mod, _ = _reference(vdvae_dir)
-  spec = presets.get(preset)
+  spec = get_preset(preset)
   h = hparams_for(spec)
   device = "cuda" if torch.cuda.is_available() else "cpu"
   out = []

@@ -32,10 +32,10 @@ def main() -> None:
 
   rows = []
   for L in range(args.min_L, args.max_L + 1):
-    model = G.random_hierarchy_model(jax.random.key(L), v=8, n_classes=8, m=2, s=2, L=L)
+    model = G.random_hierarchy_model(jax.random.key(L), v=8, num_classes=8, m=2, s=2, num_levels=L)
     x = G.one_hot(G.sample(jax.random.key(1), model, args.batch), 8)
     z = G.add_noise(jax.random.key(2), x, sigma=0.75)
-    row = {"L": L, "n_leaf": model.n_leaf}
+    row = {"L": L, "num_leaves": model.num_leaves}
     for name, fn in (
       ("full", lambda m, z: G.leaf_posteriors(m, z, sigma=0.75)),
       ("upward", lambda m, z: G.root_posterior(m, z, sigma=0.75)),
@@ -44,11 +44,11 @@ def main() -> None:
       row[f"{name}_compile_s"] = round(r["compile_s"], 3)
       row[f"{name}_median_s"] = r["median_s"]
       row[f"{name}_seq_per_s"] = round(args.batch / r["median_s"], 1)
-      row[f"{name}_us_per_leaf"] = round(1e6 * r["median_s"] / (args.batch * model.n_leaf), 3)
+      row[f"{name}_us_per_leaf"] = round(1e6 * r["median_s"] / (args.batch * model.num_leaves), 3)
       row[f"{name}_flops"] = r["flops"]
     rows.append(row)
     print(
-      f"L={L:2d} leaves={model.n_leaf:5d}  full {row['full_seq_per_s']:>10.1f} seq/s "
+      f"L={L:2d} leaves={model.num_leaves:5d}  full {row['full_seq_per_s']:>10.1f} seq/s "
       f"({row['full_us_per_leaf']:.3f} us/leaf, compile {row['full_compile_s']:.2f} s)  "
       f"upward {row['upward_seq_per_s']:>10.1f} seq/s ({row['upward_us_per_leaf']:.3f} us/leaf)",
       flush=True,

@@ -9,7 +9,8 @@ Usage (CPU, the numbers in benchmarks/README.md, section "HVAE train step"):
 Modes: ``unrolled`` = unshared, Python-unrolled blocks; ``scan`` = unshared, ``lax.scan`` over the
 stacked blocks of each resolution; ``shared`` = weight sharing with group size ``--share``
 (default ``full``), scanned. ``--conv-backward`` picks the convolution VJP (``auto``: custom
-where scanned; ``xla``: JAX's own; ``custom``: mrflax.nn.conv_ops, fast inside loops on CPU).
+on CPU, XLA's own elsewhere; ``xla``: JAX's own; ``custom``: mrflax.nn.conv_ops, fast inside loops
+on CPU).
 Compile time (``lower().compile()``) is reported apart from the median step time over
 ``--repeats`` calls after one warm-up. ``--compute-dtype bfloat16`` applies the precision policy
 (bf16 convolutions; fp32 parameters, KL, likelihood and softplus/exp). The last line of stdout
@@ -25,7 +26,7 @@ import time
 import jax
 
 from benchmarks.common import emit, hvae_train_step, machine, matmul_flops_per_s, unrolled_flops
-from mrflax.nn import count_params, presets
+from mrflax.nn import ExecPolicy, get_preset, spec_param_count
 
 # issue 7: the published PyTorch VDVAE trains CIFAR-10 at about 8.9 s per step of batch 8 on a
 # 2-core machine of this kind (fp32); a reference figure quoted by the issue, not measured here.
@@ -52,22 +53,22 @@ def main() -> None:
   share = 1
   if args.mode == "shared":
     share = args.share if args.share == "full" else int(args.share)
-  spec = presets.get(
-    args.preset,
-    share=share,
+  spec = get_preset(args.preset, share=share)
+  policy = ExecPolicy(
     exec_mode="unroll" if args.mode == "unrolled" else "scan",
     scan_unroll=args.scan_unroll,
     conv_backward=args.conv_backward,
     compute_dtype=None if args.compute_dtype == "float32" else args.compute_dtype,
   )
-  counts = count_params(spec)
+  counts = spec_param_count(spec)
   print(
     f"[hvae_step] {args.preset} {args.mode} (share={share}, conv_backward={args.conv_backward}, "
     f"{args.compute_dtype}): "
-    f"{counts.total:,} parameters, {counts.n_applications} applications of {counts.n_cells} cells",
+    f"{counts.total:,} parameters, {counts.num_applications} applications of "
+    f"{counts.num_cells} cells",
     flush=True,
   )
-  b = hvae_train_step(spec, batch=args.batch)
+  b = hvae_train_step(spec, batch=args.batch, policy=policy)
   print(f"[hvae_step] init {b['init_s']:.1f} s, compile {b['compile_s']:.1f} s", flush=True)
   t0 = time.perf_counter()
   loss = jax.block_until_ready(b["step"]())
@@ -80,7 +81,9 @@ def main() -> None:
     print(f"[hvae_step] step {i}: {times[-1]:.2f} s", flush=True)
   step_s = statistics.median(times)
   # XLA counts a scanned body once: the model's FLOPs come from the unrolled program
-  flops = b["flops"] if args.mode == "unrolled" else unrolled_flops(spec, batch=args.batch)
+  flops = (
+    b["flops"] if args.mode == "unrolled" else unrolled_flops(spec, batch=args.batch, policy=policy)
+  )
   peak = matmul_flops_per_s()
   model_rate = (flops or 0.0) / step_s
   print(
@@ -103,8 +106,8 @@ def main() -> None:
       compute_dtype=args.compute_dtype,
       params=counts.total,
       params_decoder_cells=counts.decoder_cells,
-      n_applications=counts.n_applications,
-      n_cells=counts.n_cells,
+      n_applications=counts.num_applications,  # result keys kept (stored results, report.py)
+      n_cells=counts.num_cells,
       init_s=round(b["init_s"], 3),
       compile_s=round(b["compile_s"], 3),
       step_s=round(statistics.median(times), 4),

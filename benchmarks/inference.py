@@ -4,8 +4,8 @@ Issue 7, item 5. For a preset (default: the CIFAR-10 VDVAE configuration, 43 top
 
 * **sampling**: ``model.sample(key, batch_size=B, temperature=1.0)`` (prior pass + likelihood
   sample), jitted, images/s;
-* **IW evaluation**: :func:`mrflax.evaluation.hvae_log_weights` with ``K`` posterior samples per image
-  (the encoder once, ``K`` vmapped top-down passes, ``--chunk`` at a time), images/s and
+* **IW evaluation**: :func:`mrflax.evaluation.hvae_log_weights` with ``K`` posterior samples per
+  image (the encoder once, ``K`` vmapped top-down passes, ``--chunk`` at a time), images/s and
   posterior passes/s.
 
 Each is AOT-compiled (compile time reported apart), warmed up once, then timed (median of
@@ -26,7 +26,7 @@ from flax import nnx
 
 from benchmarks.common import emit, machine, time_calls
 from mrflax.evaluation import hvae_log_weights
-from mrflax.nn import HVAE, count_params, presets
+from mrflax.nn import HVAE, ExecPolicy, get_preset, spec_param_count
 
 
 def _compile(f, *args):
@@ -48,8 +48,8 @@ def main() -> None:
 
   rows = []
   for mode in args.modes:
-    spec = presets.get(args.preset, exec_mode=mode)
-    model = HVAE(spec, rngs=nnx.Rngs(0))
+    spec = get_preset(args.preset)
+    model = HVAE(spec, policy=ExecPolicy(exec_mode=mode), rngs=nnx.Rngs(0))
     graphdef, state = nnx.split(model)
     key = jax.random.key(1)
 
@@ -85,7 +85,7 @@ def main() -> None:
     dict(
       benchmark="inference",
       preset=args.preset,
-      params=count_params(presets.get(args.preset)).total,
+      params=spec_param_count(get_preset(args.preset)).total,
       batch=args.batch,
       iw_batch=args.iw_batch,
       k=args.k,

@@ -21,7 +21,7 @@ import time
 import jax
 
 from benchmarks.common import emit, hvae_train_step, machine
-from mrflax.nn import count_params, presets
+from mrflax.nn import ExecPolicy, get_preset, spec_param_count
 
 POLICIES = ("none", "block", "resolution")
 MiB = 2**20
@@ -52,15 +52,16 @@ def main() -> None:
   rows = []
   for name in args.presets:
     for policy in args.policies:
-      spec = presets.get(
-        name, exec_mode=args.exec_mode, remat=policy, conv_backward=args.conv_backward
+      spec = get_preset(name)
+      execution = ExecPolicy(
+        exec_mode=args.exec_mode, remat=policy, conv_backward=args.conv_backward
       )
-      b = hvae_train_step(spec, batch=args.batch)
+      b = hvae_train_step(spec, batch=args.batch, policy=execution)
       mem = b["compiled"].memory_analysis()
       row = dict(
         preset=name,
         remat=policy,
-        params=count_params(spec).total,
+        params=spec_param_count(spec).total,
         compile_s=round(b["compile_s"], 2),
         temp_mib=round(mem.temp_size_in_bytes / MiB, 1),
         argument_mib=round(mem.argument_size_in_bytes / MiB, 1),

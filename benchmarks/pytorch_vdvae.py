@@ -6,7 +6,7 @@ imported). Nothing of that repository is part of mrflax.
 
 * ``--check``: builds the reference ``VAE`` for a small config with random weights (every
   zero-initialised piece perturbed), converts its ``state_dict`` with
-  :func:`mrflax.nn.convert.from_vdvae_state_dict`, and compares, in float64: the encoder
+  :func:`mrflax.nn.from_vdvae_state_dict`, and compares, in float64: the encoder
   activations at every resolution, the decoder output given the same latents (the reference's
   ``forward_manual_latents`` against mrflax's prior pass with given latents), the DMoL
   likelihood of that output, and ``to_vdvae_state_dict`` back against the original.
@@ -95,7 +95,7 @@ def check(vae_mod, helpers) -> dict:
   import torch
 
   from mrflax import likelihoods as lk
-  from mrflax.nn import convert, presets
+  from mrflax.nn import from_vdvae_hparams, from_vdvae_state_dict, to_vdvae_state_dict
 
   torch.manual_seed(0)
   h = _hparams()
@@ -105,10 +105,10 @@ def check(vae_mod, helpers) -> dict:
       p.add_(0.05 * torch.randn_like(p))
       p.copy_(p.float().double())  # float32-representable: mrflax stores float32 parameters
   state = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
-  spec = presets.from_vdvae_hparams(vars(h))
+  spec = from_vdvae_hparams(vars(h))
   out: dict = {"keys": len(state)}
   with jax.enable_x64(True):
-    model = convert.from_vdvae_state_dict(state, spec)
+    model = from_vdvae_state_dict(state, spec)
     model = jax.tree.map(lambda a: a.astype(jnp.float64) if a.dtype == jnp.float32 else a, model)
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(2, 8, 8, 3))
@@ -133,7 +133,7 @@ def check(vae_mod, helpers) -> dict:
     nll = np.asarray(lk.dmol_nll(jnp.asarray(logits_ref), jnp.asarray(target), num_mixtures=2))
     out["dmol_max_abs_diff"] = float(np.max(np.abs(nll - nll_ref)))
     out["dmol_nats_per_dim"] = nll_ref.tolist()
-    back = convert.to_vdvae_state_dict(model)
+    back = to_vdvae_state_dict(model)
     out["roundtrip_max_abs_diff"] = max(
       float(np.max(np.abs(back[k] - v))) for k, v in state.items()
     )
@@ -354,9 +354,9 @@ def bench(vae_mod, preset: str, batch: int, repeats: int, mrflax_mode: str) -> d
   import torch
 
   from benchmarks.common import hvae_train_step
-  from mrflax.nn import presets
+  from mrflax.nn import ExecPolicy, get_preset
 
-  spec = presets.get(preset)
+  spec = get_preset(preset)
   h = hparams_for(spec)
   torch.manual_seed(0)
   model = vae_mod.VAE(h)
@@ -382,7 +382,7 @@ def bench(vae_mod, preset: str, batch: int, repeats: int, mrflax_mode: str) -> d
     times.append(time.perf_counter() - t0)
     print(f"[pytorch_vdvae] torch step {i}: {times[-1]:.2f} s", flush=True)
   torch_s = statistics.median(times)
-  b = hvae_train_step(presets.get(preset, exec_mode=mrflax_mode), batch=batch)
+  b = hvae_train_step(spec, batch=batch, policy=ExecPolicy(exec_mode=mrflax_mode))
   b["step"]()
   jt = []
   for i in range(repeats):

@@ -26,8 +26,7 @@ import argparse
 import statistics
 
 from benchmarks.common import emit, hvae_train_step, interleaved_times, machine, median_ratio
-from mrflax.nn import count_params
-from mrflax.nn.vdvae import HVAESpec
+from mrflax.nn import ExecPolicy, HVAESpec, spec_param_count
 
 VARIANTS = {
   "unrolled": dict(exec_mode="unroll", conv_backward="xla"),
@@ -36,7 +35,7 @@ VARIANTS = {
 }
 
 
-def spec_for(depth: int, width: int = 128, **kw) -> HVAESpec:
+def spec_for(depth: int, width: int = 128) -> HVAESpec:
   if depth < 7:
     raise ValueError(f"depth must be >= 7, got {depth}")
   return HVAESpec(
@@ -48,7 +47,6 @@ def spec_for(depth: int, width: int = 128, **kw) -> HVAESpec:
     dec_blocks=f"1x1,4m1,4x1,8m4,8x1,16m8,16x{depth - 6}",
     likelihood="logistic",
     share="full",
-    **kw,
   )
 
 
@@ -80,11 +78,11 @@ def main() -> None:
     for name, kw in variants.items():
       if name == "unrolled" and args.skip_unrolled_compile and depth != d:
         continue
-      spec = spec_for(depth, args.width, **kw)
-      b = hvae_train_step(spec, batch=args.batch)
+      spec, policy = spec_for(depth, args.width), ExecPolicy(**kw)
+      b = hvae_train_step(spec, batch=args.batch, policy=policy)
       best = b["compile_s"]
       for _ in range(args.compile_repeats - 1):  # compile time is noisy on a shared machine
-        best = min(best, hvae_train_step(spec, batch=args.batch)["compile_s"])
+        best = min(best, hvae_train_step(spec, batch=args.batch, policy=policy)["compile_s"])
       compile_s[name][depth] = round(best, 3)
       print(f"[scan] depth {depth:3d} {name:9s} compile {best:6.1f} s (min of repeats)", flush=True)
       if depth == d:
@@ -99,7 +97,7 @@ def main() -> None:
     ratio_depth=d,
     batch=args.batch,
     width=args.width,
-    params=count_params(spec_for(d, args.width)).total,
+    params=spec_param_count(spec_for(d, args.width)).total,
     step_s={n: round(t, 4) for n, t in med.items()},
     scan_over_unrolled=round(median_ratio(times["scan"], times["unrolled"]), 3),
     scan_xla_over_unrolled=(

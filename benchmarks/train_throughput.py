@@ -28,16 +28,16 @@ import numpy as np
 from flax import nnx
 
 from benchmarks import common
+from experiments.hvae import from_config
 from experiments.hvae import train as hvae_train
-from mrflax import data, nn
-from mrflax import sharding
+from mrflax import data, nn, sharding
 from mrflax.training.steps import Trainer
 
 
 def _batches(config, *, batch: int, steps_per_call: int, seed: int) -> dict[str, np.ndarray]:
   """``[k, batch, ...]`` preprocessed random images of the config's dataset shape."""
   spec = data.get_spec(config.data.name)
-  prep = hvae_train.preprocess(config)
+  prep = from_config.preprocess(config)
   rng = np.random.default_rng(seed)
   examples = []
   for _ in range(steps_per_call * batch):
@@ -64,9 +64,10 @@ def main() -> None:
   )
   if args.preset:
     config.model.preset = args.preset
-  spec = hvae_train.model_spec(config)
-  step_config = hvae_train.step_config(config)
-  counts = nn.count_params(spec)
+  spec = from_config.model_spec(config)
+  policy = from_config.exec_policy(config)
+  step_config = from_config.step_config(config)
+  counts = nn.spec_param_count(spec)
   k = args.steps_per_call
   mesh = sharding.make_mesh()
   sharding.check_batch_divisible(args.batch, mesh)
@@ -80,7 +81,7 @@ def main() -> None:
   # -------------------------------------------------------------- state and step, as fit builds
   t0 = time.perf_counter()
   rep = sharding.replicated(mesh)
-  model = nn.HVAE(spec, rngs=nnx.Rngs(config.seed))
+  model = nn.HVAE(spec, policy=policy, rngs=nnx.Rngs(config.seed))
   trainer = Trainer(model, hvae_train.hvae_loss, step_config)
   state = jax.device_put(trainer.init_state(model, jax.random.key(config.seed)), rep)
   del model

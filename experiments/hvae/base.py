@@ -30,8 +30,8 @@ def base() -> ml_collections.ConfigDict:
   c.model.preset = "digits8"
   c.model.share = "1"  # decoder cells shared in groups of K per resolution, or "full"
   c.model.time_embedding = False  # sinusoidal time features through zero-initialised FiLM
-  c.model.exec_mode = "unroll"  # unroll | scan | remat (repeated applications)
-  c.model.overrides = ml_collections.ConfigDict()  # any other HVAESpec field
+  c.model.exec_mode = "unroll"  # unroll | scan (repeated applications; ExecPolicy)
+  c.model.overrides = ml_collections.ConfigDict()  # HVAESpec or ExecPolicy fields (routed)
 
   # VDVAE's optimisation (AdamW, betas 0.9/0.9, warm-up 100, clip 200, skip 400); 0 = off
   c.optim = ml_collections.ConfigDict()

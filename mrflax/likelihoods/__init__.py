@@ -1,4 +1,5 @@
-"""Pure-JAX likelihoods: diagonal Gaussian (KL), VDVAE's DMoL, Bernoulli, discretised logistic."""
+"""Pure-JAX likelihoods: diagonal Gaussian (KL), VDVAE's DMoL, Bernoulli, discretised logistic,
+and the table ``LIKELIHOODS`` of image heads."""
 
 from mrflax.likelihoods.bernoulli import (
   bernoulli_log_prob,
@@ -16,10 +17,13 @@ from mrflax.likelihoods.logistic import (
   logistic_params,
   to_uint8,
 )
+from mrflax.likelihoods.table import LIKELIHOODS, Likelihood
 from mrflax.likelihoods.units import bits_per_dim, nats_per_image
 
 __all__ = [
+  "LIKELIHOODS",
   "LOG_SCALE_MIN",
+  "Likelihood",
   "bernoulli_log_prob",
   "bernoulli_nll",
   "bernoulli_sample",

@@ -1,59 +1,66 @@
-"""Flax NNX modules: the VDVAE-exact HVAE, weight-shared HVAEs, U-Nets and BP-aligned networks."""
+"""Flax NNX modules: the VDVAE-exact HVAE, weight-shared HVAEs, U-Nets and BP-aligned networks.
 
-from mrflax.nn import conv_ops, convert, presets
+One path per name. Internals stay in their modules (e.g. :func:`mrflax.nn.scan.run_program`,
+:class:`mrflax.nn.hvae.block.ComposedBlock`, :mod:`mrflax.nn.conv_ops`).
+"""
+
 from mrflax.nn.blockstr import parse_block_string, parse_width_string
-from mrflax.nn.convert import from_vdvae_state_dict, state_dict_shapes, to_vdvae_state_dict
-from mrflax.nn.euler_view import BlockSDE, decblock_as_sde
-from mrflax.nn.layers import Block, FiLM, conv, gelu, sinusoidal_embedding
-from mrflax.nn.presets import ParamCount, count_params, count_params_full, from_vdvae_hparams
-from mrflax.nn.scan import EXEC_MODES, run_program
-from mrflax.nn.unet import UNet, UNetFeatures, haar_unet
-from mrflax.nn.vdvae import (
-  COMPONENTS,
+from mrflax.nn.hvae import (
   HVAE,
-  BlockStep,
+  BlockSDE,
   DecBlock,
   Decoder,
   DecoderOutput,
   Encoder,
+  ExecPolicy,
   HVAESpec,
-  JoinedBlock,
-  pad_channels,
+  ParamCount,
+  decblock_as_sde,
+  from_vdvae_hparams,
+  from_vdvae_state_dict,
+  get_preset,
+  preset_names,
+  spec_param_count,
+  spec_param_count_full,
+  state_dict_shapes,
+  to_vdvae_state_dict,
 )
+from mrflax.nn.layers import Block, FiLM, conv, count_params, gelu, sinusoidal_embedding
+from mrflax.nn.tree_nets import BPUNet, ConvNetClassifier, ExactBPDenoiser
+from mrflax.nn.unet import UNet, UNetFeatures, haar_unet, transform_skip
 
 __all__ = [
-  "COMPONENTS",
-  "EXEC_MODES",
   "HVAE",
+  "BPUNet",
   "Block",
   "BlockSDE",
-  "BlockStep",
+  "ConvNetClassifier",
   "DecBlock",
   "Decoder",
   "DecoderOutput",
   "Encoder",
+  "ExactBPDenoiser",
+  "ExecPolicy",
   "FiLM",
   "HVAESpec",
-  "JoinedBlock",
   "ParamCount",
   "UNet",
   "UNetFeatures",
   "conv",
-  "conv_ops",
-  "convert",
   "count_params",
-  "count_params_full",
   "decblock_as_sde",
   "from_vdvae_hparams",
   "from_vdvae_state_dict",
   "gelu",
+  "get_preset",
   "haar_unet",
-  "pad_channels",
   "parse_block_string",
   "parse_width_string",
-  "presets",
-  "run_program",
+  "preset_names",
   "sinusoidal_embedding",
+  "spec_param_count",
+  "spec_param_count_full",
   "state_dict_shapes",
   "to_vdvae_state_dict",
+  "transform_skip",
 ]

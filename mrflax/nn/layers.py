@@ -282,3 +282,26 @@ class Block(nnx.Module):
     if self.down_rate is not None:
       y = project(y, levels=int(math.log2(self.down_rate)), ndim=2)
     return y
+
+
+def count_params(module_or_tree) -> int:
+  """Number of scalars in the ``nnx.Param`` leaves of a module (or of a state / pytree).
+
+  A module counts its ``nnx.Param`` variables only (not batch statistics or RNG state); any
+  other pytree (an ``nnx.State`` of parameters, a dict of arrays) counts all its array leaves.
+  Works on abstract modules from ``nnx.eval_shape`` too (shapes only).
+
+  Examples:
+    >>> from flax import nnx
+    >>> count_params(nnx.Linear(3, 2, rngs=nnx.Rngs(0)))
+    8
+    >>> import jax.numpy as jnp
+    >>> count_params({"w": jnp.zeros((2, 3)), "b": jnp.zeros(3)})
+    9
+  """
+  tree = (
+    nnx.state(module_or_tree, nnx.Param)
+    if isinstance(module_or_tree, nnx.Module)
+    else (module_or_tree)
+  )
+  return int(sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(tree)))

@@ -1,11 +1,10 @@
-"""Repeated application of (possibly shared) cells: unrolled, ``lax.scan``, scan+remat.
+"""Repeated application of (possibly shared) cells: unrolled or ``lax.scan``, with remat policies.
 
 The single place where HVAE / U-Net stacks choose their execution mode (ENGINEERING.md §5):
 
 * ``"unroll"``: a Python loop calling the cells directly (the reference path);
 * ``"scan"``: ``jax.lax.scan`` over applications (``unroll=k`` passed through); the Params of the
-  distinct cells are closed over (one cell) or stacked on a leading axis and indexed per step;
-* ``"remat"``: as ``"scan"`` with the step body under ``jax.checkpoint``.
+  distinct cells are closed over (one cell) or stacked on a leading axis and indexed per step.
 
 Independently, ``remat`` chooses a rematerialisation policy (issue 7, memory): ``"none"``,
 ``"block"`` (every application under ``jax.checkpoint``: only the states between applications
@@ -30,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-EXEC_MODES = ("unroll", "scan", "remat")
+EXEC_MODES = ("unroll", "scan")
 REMAT_POLICIES = ("none", "block", "resolution")
 
 
@@ -38,7 +37,7 @@ def check_mode(mode: str) -> str:
   """Validates an execution mode name.
 
   Args:
-    mode: one of ``"unroll"``, ``"scan"``, ``"remat"``.
+    mode: one of ``"unroll"``, ``"scan"``.
 
   Returns:
     ``mode``.
@@ -48,7 +47,8 @@ def check_mode(mode: str) -> str:
     'scan'
   """
   if mode not in EXEC_MODES:
-    raise ValueError(f"execution mode must be one of {EXEC_MODES}, got {mode!r}")
+    hint = " (the old 'remat' mode is 'scan' with remat='block')" if mode == "remat" else ""
+    raise ValueError(f"execution mode must be one of {EXEC_MODES}, got {mode!r}{hint}")
   return mode
 
 
@@ -103,13 +103,12 @@ def run_program(
     step: ``step(cell, carry, x_i) -> (carry, y_i)``; must be traceable.
     carry: initial carry.
     xs: per-step inputs (pytree, leading axis ``n``), or ``None``.
-    mode: ``"unroll"``, ``"scan"`` or ``"remat"``.
+    mode: ``"unroll"`` or ``"scan"``.
     unroll: ``lax.scan``'s ``unroll`` (scan modes only).
     per_step: optional modules, one per application (unshared parts of a partly shared cell;
       same structure for scan modes). ``step`` then receives the pair
       ``(cells[cell_ids[i]], per_step[i])`` as its first argument.
-    remat: rematerialisation policy, one of :data:`REMAT_POLICIES` (``mode="remat"`` implies
-      ``"block"``).
+    remat: rematerialisation policy, one of :data:`REMAT_POLICIES`.
 
   Returns:
     ``(carry, ys)``.
@@ -128,8 +127,6 @@ def run_program(
   check_mode(mode)
   if remat not in REMAT_POLICIES:
     raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {remat!r}")
-  if mode == "remat":
-    mode, remat = "scan", "resolution" if remat == "resolution" else "block"
   n = len(cell_ids)
   if n == 0:
     raise ValueError("run_program needs at least one application")
@@ -200,14 +197,16 @@ def _scan(cells, cell_ids, step, carry, xs, unroll, per_step, checkpoint):
 
 
 def _checkpointed(step, cell, carry, x):
-  """``step(cell, carry, x)`` under ``jax.checkpoint``; the cell's new state is written back."""
+  """``step(cell, carry, x)`` under ``jax.checkpoint``; the cell's new non-Param state is written
+  back (writing the Params back would mutate them from inside a ``jit`` that closes over the
+  model: flax's TraceContextError)."""
   graphdef, state = nnx.split(cell)
 
   @jax.checkpoint
   def f(state, carry, x):
     m = nnx.merge(graphdef, state, copy=True)
     carry, y = step(m, carry, x)
-    return carry, y, nnx.state(m)
+    return carry, y, nnx.state(m, nnx.Not(nnx.Param))  # Params are read-only: not written back
 
   carry, y, new_state = f(state, carry, x)
   nnx.update(cell, new_state)
@@ -223,7 +222,7 @@ def _remat_whole(cells, cell_ids, step, carry, xs, mode, unroll, per_step):
   def f(state, carry, xs):
     cs, ps = nnx.merge(graphdef, state, copy=True)
     out = run_program(cs, cell_ids, step, carry, xs, mode=mode, unroll=unroll, per_step=ps)
-    return out, nnx.state((cs, ps))
+    return out, nnx.state((cs, ps), nnx.Not(nnx.Param))
 
   out, new_state = f(state, carry, xs)
   nnx.update(modules, new_state)

@@ -6,13 +6,14 @@ import subprocess
 import sys
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
 from PIL import Image
 
 from experiments.digits import config as digits_config
-from experiments.hvae import train
+from experiments.hvae import from_config, train
 from mrflax import data, evaluation, nn
 
 
@@ -66,8 +67,8 @@ def test_train_evaluate_resume_and_cli_modes(tmp_path, capsys):
   # the EMA (decay 0.995: ~2 % of the way from the initialisation after 4 steps) lies between
   # them. (8 bits/dim, uniform over 256 levels, would be no bound: the untrained model already
   # gets 5.05 on digits, whose pixels take 17 levels.)
-  spec, trainer, restored = train._restore(cfg, work)
-  source = train.open_splits(cfg)["test"]
+  spec, trainer, restored = train.restore(cfg, work)
+  source = from_config.open_splits(cfg)["test"]
 
   def bits_per_dim(model):
     res = train.evaluate_split(cfg, spec, model, source, key=jax.random.key(cfg.seed + 1))
@@ -93,7 +94,7 @@ def test_train_evaluate_resume_and_cli_modes(tmp_path, capsys):
     assert (cells[name][::9] == 255).all() and (cells[name][:, ::9] == 255).all(), name  # pads
   # the top row of reconstructions.png holds the first three test images themselves
   batch = next(
-    data.eval_batches(source, batch_size=3, preprocess=train.preprocess(cfg), seed=cfg.seed)
+    data.eval_batches(source, batch_size=3, preprocess=from_config.preprocess(cfg), seed=cfg.seed)
   )
   top = cells["reconstructions"][1:9, 1:28].reshape(8, 3, 9)[:, :, :8].transpose(1, 0, 2)
   np.testing.assert_array_equal(top, evaluation.rescale_to_uint8(batch["target"][..., 0]))
@@ -175,19 +176,44 @@ def test_every_training_config_is_complete(name):
       for part in key.split("."):
         node = node[part]
       assert node is not None and node != "", (name, key)
-    spec = train.model_spec(c)  # builds and validates the model spec
-    train.step_config(c)
-    train.loop_config(c)
-    train.preprocess(c)
+    spec = from_config.model_spec(c)  # builds and validates the model spec
+    from_config.step_config(c)
+    from_config.loop_config(c)
+    from_config.preprocess(c)
     assert spec.share == (1 if variant != "shared" else spec.share)
-  assert train.model_spec(module.get_config("shared")).share != 1
+  assert from_config.model_spec(module.get_config("shared")).share != 1
 
 
 def test_shared_cifar10_has_about_half_the_parameters():
   from experiments.vdvae_cifar10 import config as c10
   from mrflax import nn
 
-  full = nn.count_params(train.model_spec(c10.get_config())).total
-  shared = nn.count_params(train.model_spec(c10.get_config("shared"))).total
+  full = nn.spec_param_count(from_config.model_spec(c10.get_config())).total
+  shared = nn.spec_param_count(from_config.model_spec(c10.get_config("shared"))).total
   assert full == 39_145_700
   assert 0.45 < shared / full < 0.55  # THEORY Table 5.1: k = 3 gives 19.35M (49 %)
+
+
+def test_model_config_is_routed_to_spec_and_policy():
+  """config.model: architecture keys -> HVAESpec, execution keys -> ExecPolicy."""
+  c = digits_config.get_config()
+  c.model.exec_mode = "scan"
+  c.model.overrides = ml_collections.ConfigDict(
+    dict(width=16, conv_backward="xla", scan_unroll=2, remat="block", compute_dtype="bfloat16")
+  )
+  spec, policy = from_config.model_spec(c), from_config.exec_policy(c)
+  assert spec == nn.get_preset("digits8", width=16)
+  assert policy == nn.ExecPolicy(
+    exec_mode="scan", conv_backward="xla", scan_unroll=2, remat="block", compute_dtype="bfloat16"
+  )
+  # the old execution mode "remat" is scan with block remat (per-resolution policies kept)
+  c = digits_config.get_config()
+  c.model.exec_mode = "remat"
+  assert from_config.exec_policy(c) == nn.ExecPolicy(exec_mode="scan", remat="block")
+  c.model.overrides = ml_collections.ConfigDict(dict(remat="resolution"))
+  assert from_config.exec_policy(c) == nn.ExecPolicy(exec_mode="scan", remat="resolution")
+  c.model.exec_mode = "unroll"
+  c.model.overrides = ml_collections.ConfigDict(dict(exec_overrides=((4, "remat"),)))
+  assert from_config.exec_policy(c) == nn.ExecPolicy(
+    exec_overrides=((4, "scan"),), remat_overrides=((4, "block"),)
+  )

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mrflax.nn import HVAESpec, parse_block_string, parse_width_string, presets
+from mrflax.nn import ExecPolicy, HVAESpec, get_preset, parse_block_string, parse_width_string
 
 
 def test_parse_examples():
@@ -18,15 +18,15 @@ def test_parse_examples():
     (32, 2),
     (16, None),
   )
-  cifar = presets.get("cifar10")
+  cifar = get_preset("cifar10")
   assert len(cifar.enc_pairs) == 33
   assert len(cifar.dec_pairs) == 43
   per_res = {}
   for r, _ in cifar.dec_pairs:
     per_res[r] = per_res.get(r, 0) + 1
   assert per_res == {1: 1, 4: 3, 8: 6, 16: 11, 32: 22}
-  assert len(presets.get("imagenet32").dec_pairs) == 78
-  assert len(presets.get("imagenet64").enc_pairs) == 65
+  assert len(get_preset("imagenet32").dec_pairs) == 78
+  assert len(get_preset("imagenet64").enc_pairs) == 65
 
 
 @pytest.mark.parametrize(
@@ -53,7 +53,7 @@ def test_resolution_must_fit_image():
     parse_block_string("8x1,16", kind="encoder", image_size=8)
   with pytest.raises(ValueError, match="power of two"):
     parse_block_string("6x1", kind="encoder", image_size=12)
-  base = presets.get("tiny8")
+  base = get_preset("tiny8")
   with pytest.raises(ValueError, match="position 1"):
     base.replace(dec_blocks="1x1,16m1")
   with pytest.raises(ValueError, match="encoder block 1 is at resolution 8"):
@@ -72,7 +72,7 @@ def test_widths_and_other_validation():
   assert parse_width_string("", width=8) == {}
   with pytest.raises(ValueError, match="position 1"):
     parse_width_string("4:8,4x8", width=8)
-  base = presets.get("tiny8")
+  base = get_preset("tiny8")
   s = base.replace(custom_width_str="4:24,1:32")
   assert (s.width_at(8), s.width_at(4), s.width_at(1)) == (16, 24, 32)
   with pytest.raises(ValueError, match="must not decrease"):
@@ -84,7 +84,7 @@ def test_widths_and_other_validation():
   with pytest.raises(ValueError, match="likelihood"):
     base.replace(likelihood="gauss")
   with pytest.raises(ValueError, match="execution mode"):
-    base.replace(exec_mode="fast")
+    ExecPolicy(exec_mode="fast")
   with pytest.raises(ValueError, match="share"):
     base.replace(share=0)
   with pytest.raises(ValueError, match="contiguous"):
@@ -94,12 +94,12 @@ def test_widths_and_other_validation():
 
 
 def test_programs_and_segments():
-  s = presets.get("cifar10", share=2)
+  s = get_preset("cifar10", share=2)
   prog = s.dec_program
   assert len(prog) == 43
-  assert s.n_cells == 1 + 2 + 3 + 6 + 11
+  assert s.num_cells == 1 + 2 + 3 + 6 + 11
   # the m block shares a cell with the next block at its resolution
   assert prog[:6] == (0, 1, 1, 2, 3, 3)
-  assert presets.get("cifar10").dec_program == tuple(range(43))
-  assert presets.get("cifar10", share="full").n_cells == 5
+  assert get_preset("cifar10").dec_program == tuple(range(43))
+  assert get_preset("cifar10", share="full").num_cells == 5
   assert [seg[:2] for seg in s.dec_segments] == [(1, None), (4, 1), (8, 4), (16, 8), (32, 16)]

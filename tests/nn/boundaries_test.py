@@ -10,7 +10,7 @@ import jaxtyping
 import pytest
 from flax import nnx
 
-from mrflax.nn import HVAE, presets
+from mrflax.nn import HVAE, get_preset
 from mrflax.nn.unet import UNet
 
 MICRO = r"\[batch, 4, 4, 1\] \(HVAESpec image_size=4, image_channels=1\)"
@@ -18,7 +18,7 @@ MICRO = r"\[batch, 4, 4, 1\] \(HVAESpec image_size=4, image_channels=1\)"
 
 @pytest.fixture(scope="module")
 def model():
-  return HVAE(presets.get("micro4"), rngs=nnx.Rngs(0))
+  return HVAE(get_preset("micro4"), rngs=nnx.Rngs(0))
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_hvae_rank_and_dtype(model, without_jaxtyping):
 
 
 def test_spec_check_images_directly():
-  spec = presets.get("micro4")
+  spec = get_preset("micro4")
   spec.check_images(GOOD)
   spec.check_images(jnp.zeros((7, 4, 4, 1), jnp.bfloat16))  # any batch size and float dtype
   with pytest.raises(ValueError, match=r"has rank 2 .*\[expected latents \[batch, 4, 4, 1\]"):

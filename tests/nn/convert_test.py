@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mrflax.nn import HVAE, HVAESpec, presets
-from mrflax.nn.convert import from_vdvae_state_dict, state_dict_shapes, to_vdvae_state_dict
+from mrflax.nn import (
+  HVAE,
+  HVAESpec,
+  from_vdvae_state_dict,
+  get_preset,
+  spec_param_count,
+  state_dict_shapes,
+  to_vdvae_state_dict,
+)
 
 SPEC = HVAESpec(
   image_size=8,
@@ -85,7 +92,7 @@ def test_hand_built_state_dict_names_and_layouts(hand_sd):
 
 
 def test_model_round_trip_same_function():
-  spec = presets.get("micro4")
+  spec = get_preset("micro4")
   model = HVAE(spec, rngs=nnx.Rngs(0))
   model2 = from_vdvae_state_dict(to_vdvae_state_dict(model), spec)
   a = nnx.to_pure_dict(nnx.state(model, nnx.Param))
@@ -115,8 +122,8 @@ def test_key_counts_of_released_configs():
     "imagenet32": (2423, 386),
     "imagenet64": (2482, 522),
   }.items():
-    keys = state_dict_shapes(presets.get(name))
+    keys = state_dict_shapes(get_preset(name))
     assert len(keys) == total, name
     assert sum(k.startswith("encoder.") for k in keys) == enc, name
     n = sum(int(np.prod(s)) for s in keys.values())
-    assert n == presets.count_params(presets.get(name)).total
+    assert n == spec_param_count(get_preset(name)).total

@@ -1,16 +1,29 @@
-"""Every validation branch of HVAESpec (and of the parsers it calls) with the message it gives.
+"""Every validation branch of HVAESpec and ExecPolicy (and of the parsers) with its message.
 
 Specs are built from the ``tiny8`` preset's fields: constructing an HVAESpec builds no parameters.
 tiny8 is 8x8 grey (logistic), width 16, encoder "8x1,8d2,4x1,4d4,1x1" (resolutions 8, 4, 1) and
-decoder "1x1,4m1,4x1,8m4".
+decoder "1x1,4m1,4x1,8m4". Execution keys (exec_mode, remat, conv_backward, ...) build an
+ExecPolicy, checked against the spec as the model does.
 """
 
+import dataclasses
 import re
 
 import jaxtyping
 import pytest
 
-from mrflax.nn import HVAESpec, blockstr, presets
+from mrflax.nn import ExecPolicy, HVAESpec, blockstr, from_vdvae_hparams, get_preset, preset_names
+
+POLICY = {f.name for f in dataclasses.fields(ExecPolicy)}
+
+
+def _build(kwargs):
+  """The spec of TINY8 with the architecture keys, then the policy of the execution keys."""
+  arch = {k: v for k, v in kwargs.items() if k not in POLICY}
+  spec = HVAESpec(**{**TINY8, **arch})
+  ExecPolicy(**{k: v for k, v in kwargs.items() if k in POLICY}).check(spec)
+  return spec
+
 
 TINY8 = dict(
   image_size=8,
@@ -230,7 +243,7 @@ CASES = [
 @pytest.mark.parametrize(("kwargs", "message"), CASES, ids=[repr(kw) for kw, _ in CASES])
 def test_invalid_spec_raises_with_message(kwargs, message):
   with pytest.raises(ValueError, match=message):
-    HVAESpec(**{**TINY8, **kwargs})
+    _build(kwargs)
 
 
 # Values of the wrong Python type: the ValueError users get (in the test run the jaxtyping check
@@ -268,17 +281,17 @@ def test_ill_typed_spec_raises_with_message(kwargs, message, monkeypatch):
   ids=repr,
 )
 def test_the_enabling_settings_are_accepted(kwargs):
-  HVAESpec(**{**TINY8, **kwargs})
+  _build(kwargs)
 
 
 def test_the_rgb_dmol_and_every_preset_are_valid():
   HVAESpec(**{**TINY8, "image_channels": 3, "likelihood": "dmol", "num_mixtures": 2})
-  for name in presets.names():
-    presets.get(name)
+  for name in preset_names():
+    get_preset(name)
 
 
 def test_replace_validates_again():
-  base = presets.get("tiny8")
+  base = get_preset("tiny8")
   with pytest.raises(ValueError, match=r"time_local=True has no effect"):
     base.replace(time_local=True)
   assert base.replace(time_embedding=True, time_local=True).time_local
@@ -286,14 +299,14 @@ def test_replace_validates_again():
 
 def test_presets_errors():
   with pytest.raises(ValueError, match=r"unknown preset 'nope'; available: cifar10, "):
-    presets.get("nope")
+    get_preset("nope")
   with pytest.raises(ValueError, match=r"scan_unroll=4 has no effect"):
-    presets.get("tiny8", scan_unroll=4)
+    ExecPolicy(scan_unroll=4).check(get_preset("tiny8"))
   with pytest.raises(
     ValueError,
     match=re.escape("VDVAE hyperparameters missing: ['width', 'zdim', 'enc_blocks', 'dec_blocks']"),
   ):
-    presets.from_vdvae_hparams(dict(image_size=8))
+    from_vdvae_hparams(dict(image_size=8))
 
 
 def test_parser_errors_not_reachable_through_the_spec():
@@ -303,3 +316,30 @@ def test_parser_errors_not_reachable_through_the_spec():
     blockstr.parse_width_string("4:8", width=0)
   with pytest.raises(ValueError, match=r"expected R, RxN, RmS or RdK \(positive integers\)"):
     blockstr.parse_block_string("8x1,8q", kind="any")
+
+
+def test_policy_knobs_are_not_spec_fields_and_remat_mode_is_gone():
+  for name in POLICY:
+    with pytest.raises(TypeError, match=name):
+      HVAESpec(**{**TINY8, name: None})
+  with pytest.raises(ValueError, match=r"got 'remat' \(the old 'remat' mode is 'scan' with"):
+    ExecPolicy(exec_mode="remat")
+  with pytest.raises(ValueError, match=r"got 'remat'"):
+    ExecPolicy(exec_overrides=((4, "remat"),))
+
+
+def test_derived_structure_is_computed_once():
+  spec = get_preset("tiny8", share=2)
+  assert spec.enc_pairs is spec.enc_pairs and spec.dec_segments is spec.dec_segments
+  assert spec.enc_segments == (
+    (8, None, 0, 1),
+    (8, 2, 1, 2),
+    (4, None, 2, 3),
+    (4, 4, 3, 4),
+    (1, None, 4, 5),
+  )
+  assert spec.dec_segments == ((1, None, 0, 1), (4, 1, 1, 3), (8, 4, 3, 4))
+  assert spec.dec_program == (0, 1, 1, 2) and spec.cell_resolutions == (1, 4, 8)
+  assert spec.block_resolutions == (8, 4, 1) and spec.bias_resolutions == (1, 4, 8)
+  assert (spec.num_applications, spec.num_cells) == (4, 3)
+  assert spec == get_preset("tiny8", share=2) and hash(spec) == hash(get_preset("tiny8", share=2))

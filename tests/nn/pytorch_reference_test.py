@@ -3,7 +3,7 @@
 ``tests/nn/reference/vdvae_*.npz`` were written once by ``benchmarks/pytorch_vdvae.py --freeze``
 (command, torch version and peer commit in ``tests/nn/reference/README.md`` and in each file's
 ``meta_json``). Each test converts the stored PyTorch state dict with
-:func:`mrflax.nn.convert.from_vdvae_state_dict`, runs mrflax in float64 on the stored input,
+:func:`mrflax.nn.from_vdvae_state_dict`, runs mrflax in float64 on the stored input,
 noise and latents, and compares every stored array elementwise to ``RTOL`` relative (the
 absolute floor is ``RTOL`` times the array's largest magnitude, so entries near zero do not need
 a relative match).
@@ -24,8 +24,7 @@ import numpy as np
 import pytest
 
 from mrflax import likelihoods as lk
-from mrflax.nn import presets
-from mrflax.nn.convert import from_vdvae_state_dict, to_vdvae_state_dict
+from mrflax.nn import from_vdvae_hparams, from_vdvae_state_dict, to_vdvae_state_dict
 
 pytestmark = pytest.mark.slow  # ~1 min on 2 cores: float64 eager passes of two models
 
@@ -47,7 +46,7 @@ def _state_dict(ref: dict) -> dict[str, np.ndarray]:
 
 
 def _spec(ref: dict):
-  return presets.from_vdvae_hparams(json.loads(str(ref["hparams_json"])))
+  return from_vdvae_hparams(json.loads(str(ref["hparams_json"])))
 
 
 @functools.cache
@@ -105,7 +104,7 @@ def test_posterior_pass_given_the_reference_latents(name):
   model = _model64(name)
   spec = model.spec
   n = _n_blocks(ref)
-  assert n == spec.n_applications
+  assert n == spec.num_applications
   acts = model.encode(jnp.asarray(ref["x"]))
   zs = [jnp.asarray(ref[f"post/z/{i}"]) for i in range(n)]
   dec = model.decoder(acts, jax.random.key(0), latents=zs, return_states=True)

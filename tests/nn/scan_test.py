@@ -100,7 +100,7 @@ MODES = [
   ("scan", "none"),
   ("scan", "block"),
   ("scan", "resolution"),
-  ("remat", "none"),
+  ("scan", "block"),  # the old execution mode "remat"
 ]
 
 

@@ -1,6 +1,6 @@
 r"""Reading a VDVAE decoder block as one two-step Euler step (THEORY.md §4.2).
 
-For a :class:`~mrflax.nn.vdvae.DecBlock` at state :math:`H` (and encoder activation :math:`e_r`
+For a :class:`~mrflax.nn.hvae.block.DecBlock` at state :math:`H` (and encoder activation :math:`e_r`
 in posterior mode) and any :math:`\Delta t > 0`:
 
 .. math::
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from jaxtyping import Array, Float
 
 from mrflax.diffusion import hvae_block_fields
-from mrflax.nn.vdvae import DecBlock
+from mrflax.nn.hvae.block import DecBlock
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +67,7 @@ def decblock_as_sde(
   Examples:
     >>> import jax.numpy as jnp
     >>> from flax import nnx
-    >>> blk = DecBlock(res=1, width=4, zdim=2, n_blocks=2, rngs=nnx.Rngs(0))
+    >>> blk = DecBlock(res=1, width=4, zdim=2, num_applications=2, rngs=nnx.Rngs(0))
     >>> sde = decblock_as_sde(blk, jnp.zeros((1, 1, 1, 4)), dt=0.5)
     >>> sde.drift.shape, sde.diffusion.shape
     ((1, 1, 1, 4), (1, 1, 1, 4, 2))

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mrflax.nn.vdvae import HVAE, HVAESpec
+from mrflax.nn.hvae.model import HVAE
+from mrflax.nn.hvae.spec import HVAESpec
 
 _OIHW_TO_HWIO = (2, 3, 1, 0)
 _NCHW_TO_NHWC = (0, 2, 3, 1)
@@ -87,8 +88,8 @@ def state_dict_shapes(spec: HVAESpec) -> dict[str, tuple[int, ...]]:
     ``{key: shape}`` in block-string order.
 
   Examples:
-    >>> from mrflax.nn import presets
-    >>> len(state_dict_shapes(presets.get("cifar10")))
+    >>> from mrflax.nn import get_preset
+    >>> len(state_dict_shapes(get_preset("cifar10")))
     1393
   """
   return {k: s for k, _, s, _ in _entries(spec)}
@@ -127,7 +128,7 @@ def _get(tree, path: tuple):
 
 
 def from_vdvae_state_dict(state_dict: Mapping[str, np.ndarray], spec: HVAESpec) -> HVAE:
-  """Builds an :class:`~mrflax.nn.vdvae.HVAE` from a VDVAE PyTorch state dict.
+  """Builds an :class:`~mrflax.nn.hvae.model.HVAE` from a VDVAE PyTorch state dict.
 
   Accepts ``*-model.th`` keys (``module.`` prefix) and ``*-model-ema.th`` keys (no prefix).
   Fails with a ``ValueError`` listing missing, unexpected or mis-shaped keys.
@@ -141,8 +142,8 @@ def from_vdvae_state_dict(state_dict: Mapping[str, np.ndarray], spec: HVAESpec) 
     The model, with float32 parameters.
 
   Examples:
-    >>> from mrflax.nn import presets
-    >>> spec = presets.get("micro4")
+    >>> from mrflax.nn import get_preset
+    >>> spec = get_preset("micro4")
     >>> sd = to_vdvae_state_dict(HVAE(spec, rngs=nnx.Rngs(0)))
     >>> m = from_vdvae_state_dict({"module." + k: v for k, v in sd.items()}, spec)
     >>> sorted(to_vdvae_state_dict(m)) == sorted(sd)
@@ -182,7 +183,7 @@ def from_vdvae_state_dict(state_dict: Mapping[str, np.ndarray], spec: HVAESpec) 
 
 
 def to_vdvae_state_dict(model: HVAE) -> dict[str, np.ndarray]:
-  """Exports an unshared :class:`~mrflax.nn.vdvae.HVAE` as a VDVAE state dict (no prefix).
+  """Exports an unshared :class:`~mrflax.nn.hvae.model.HVAE` as a VDVAE state dict (no prefix).
 
   Args:
     model: the model.
@@ -191,8 +192,8 @@ def to_vdvae_state_dict(model: HVAE) -> dict[str, np.ndarray]:
     ``{key: float32 numpy array}`` in PyTorch layouts.
 
   Examples:
-    >>> from mrflax.nn import presets
-    >>> sd = to_vdvae_state_dict(HVAE(presets.get("micro4"), rngs=nnx.Rngs(0)))
+    >>> from mrflax.nn import get_preset
+    >>> sd = to_vdvae_state_dict(HVAE(get_preset("micro4"), rngs=nnx.Rngs(0)))
     >>> sd["encoder.in_conv.weight"].shape
     (8, 1, 3, 3)
   """

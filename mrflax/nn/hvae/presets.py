@@ -1,7 +1,8 @@
 """Model specs: VDVAE's cifar10 / imagenet32 / imagenet64, small presets, parameter counting.
 
-``get(name, **overrides)`` returns an :class:`~mrflax.nn.vdvae.HVAESpec`; ``count_params(spec)``
-counts parameters from shapes only (``nnx.eval_shape``), never allocating the model.
+``get(name, **overrides)`` (``mrflax.nn.get_preset``) returns an
+:class:`~mrflax.nn.hvae.spec.HVAESpec`; ``spec_param_count(spec)`` counts parameters from shapes
+only (``nnx.eval_shape``), never allocating the model.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import jax
 import numpy as np
 from flax import nnx
 
+from mrflax.nn.hvae.block import DecBlock
+from mrflax.nn.hvae.model import HVAE
+from mrflax.nn.hvae.spec import HVAESpec
 from mrflax.nn.layers import Block
-from mrflax.nn.vdvae import HVAE, DecBlock, HVAESpec
 
 _PRESETS: dict[str, dict[str, Any]] = {
   "cifar10": dict(
@@ -118,7 +121,8 @@ def get(name: str, **overrides: Any) -> HVAESpec:
 
   Args:
     name: one of :func:`names`.
-    **overrides: :class:`~mrflax.nn.vdvae.HVAESpec` fields to replace.
+    **overrides: :class:`~mrflax.nn.hvae.spec.HVAESpec` fields to replace (architecture only:
+      execution settings belong to an :class:`~mrflax.nn.hvae.policy.ExecPolicy`).
 
   Returns:
     The validated spec.
@@ -126,7 +130,7 @@ def get(name: str, **overrides: Any) -> HVAESpec:
   Examples:
     >>> get("cifar10").width
     384
-    >>> get("tiny8", share="full").n_cells
+    >>> get("tiny8", share="full").num_cells
     3
   """
   if name not in _PRESETS:
@@ -165,7 +169,7 @@ def from_vdvae_hparams(mapping: Mapping[str, Any], **overrides: Any) -> HVAESpec
   Examples:
     >>> hp = dict(width=16, zdim=4, enc_blocks="8x1,8d2,4x1,4d4,1x1",
     ...           dec_blocks="1x1,4m1,4x1,8m4", image_size=8, image_channels=3, lr=2e-4)
-    >>> from_vdvae_hparams(hp).n_applications
+    >>> from_vdvae_hparams(hp).num_applications
     4
   """
   missing = [
@@ -191,16 +195,16 @@ class ParamCount:
     decoder: decoder parameters (cells, start states, gain/bias, output head).
     decoder_cells: parameters of the decoder blocks (the distinct cells, plus the per-application
       parts under a component mask).
-    n_applications: number of top-down block applications ``N_app``.
-    n_cells: number of distinct decoder cells.
+    num_applications: number of top-down block applications ``N_app``.
+    num_cells: number of distinct decoder cells.
   """
 
   total: int
   encoder: int
   decoder: int
   decoder_cells: int
-  n_applications: int
-  n_cells: int
+  num_applications: int
+  num_cells: int
 
 
 def _size(state) -> int:
@@ -215,7 +219,7 @@ def _shape_count(kind: str, **kw: Any) -> int:
   return _size(nnx.state(mod, nnx.Param))
 
 
-def count_params(spec: HVAESpec) -> ParamCount:
+def spec_param_count(spec: HVAESpec) -> ParamCount:
   """Counts parameters from shapes only (``nnx.eval_shape``; nothing is allocated).
 
   Every distinct module configuration (encoder block, decoder cell) is shape-evaluated once and
@@ -231,7 +235,7 @@ def count_params(spec: HVAESpec) -> ParamCount:
     A :class:`ParamCount`.
 
   Examples:
-    >>> count_params(get("cifar10")).total
+    >>> spec_param_count(get("cifar10")).total
     39145700
   """
   film = 2 * spec.time_frequencies if spec.time_embedding else 0
@@ -247,9 +251,6 @@ def count_params(spec: HVAESpec) -> ParamCount:
       use_3x3=res > 2,
       down_rate=down,
     )
-  cell_res: dict[int, int] = {}
-  for i, c in enumerate(spec.dec_program):
-    cell_res.setdefault(c, spec.dec_pairs[i][0])
 
   def dec_count(r: int, components: tuple[str, ...]) -> int:
     return _shape_count(
@@ -257,14 +258,14 @@ def count_params(spec: HVAESpec) -> ParamCount:
       res=min(r, 3),  # only r > 2 matters for shapes
       width=spec.width_at(r),
       zdim=spec.zdim,
-      n_blocks=1,
+      num_applications=1,
       bottleneck_multiple=spec.bottleneck_multiple,
       film_features=film,
       components=components,
       shared_sigma=spec.shared_sigma,
     )
 
-  cells = sum(dec_count(cell_res[c], spec.shared_parts) for c in range(spec.n_cells))
+  cells = sum(dec_count(r, spec.shared_parts) for r in spec.cell_resolutions)
   if spec.own_parts:  # a component mask: the unshared parts exist once per application
     cells += sum(dec_count(r, spec.own_parts) for r, _ in spec.dec_pairs)
   dec = cells + sum(r * r * spec.width_at(r) for r in spec.bias_resolutions)
@@ -274,16 +275,16 @@ def count_params(spec: HVAESpec) -> ParamCount:
     encoder=enc,
     decoder=dec,
     decoder_cells=cells,
-    n_applications=spec.n_applications,
-    n_cells=spec.n_cells,
+    num_applications=spec.num_applications,
+    num_cells=spec.num_cells,
   )
 
 
-def count_params_full(spec: HVAESpec) -> ParamCount:
-  """As :func:`count_params`, by shape-evaluating the whole model (slow for big specs).
+def spec_param_count_full(spec: HVAESpec) -> ParamCount:
+  """As :func:`spec_param_count`, by shape-evaluating the whole model (slow for big specs).
 
   Examples:
-    >>> count_params_full(get("tiny8")) == count_params(get("tiny8"))
+    >>> spec_param_count_full(get("tiny8")) == spec_param_count(get("tiny8"))
     True
   """
   model = nnx.eval_shape(lambda: HVAE(spec, rngs=nnx.Rngs(0)))
@@ -297,6 +298,6 @@ def count_params_full(spec: HVAESpec) -> ParamCount:
     encoder=enc,
     decoder=dec,
     decoder_cells=cells,
-    n_applications=spec.n_applications,
-    n_cells=spec.n_cells,
+    num_applications=spec.num_applications,
+    num_cells=spec.num_cells,
   )
