@@ -17,8 +17,9 @@ cell. Variants (``config.py:<arg>``):
   measured. Expected / measured: oracle 100 % valid; U-Net validity decaying with level
   (0.94 / 0.88 / 0.82 / 0.76 at K = 200).
 * ``e4``: forward-backward, P(root kept) and leaf Hamming distance vs σ_t for L ∈ {3, 4, 5, 6}
-  (exact BP, 6 rule sets), and at L = 4 the oracle reverse SDE and the U-Net of ``e3`` (loaded
-  from ``--config.e4.unet_dir`` or the workdir, trained if missing). 197 s measured with the E3
+  (exact BP, 6 rule sets), and at L = 4 the oracle reverse SDE and the U-Net of ``e3`` (its
+  checkpoint loaded from ``--config.e4.unet_dir`` (E3's workdir) or this workdir; trained if
+  missing). 197 s measured with the E3
   U-Net present. Expected / measured: the class transition sharpens with L (0.46 -> 0.64 at
   σ_t = 0.75 from L = 3 to 6).
 * ``e1_ablations``: the E1 U-Net and three §7.4 ablations (no long skips, no ``+u`` output
@@ -32,7 +33,7 @@ cell. Variants (``config.py:<arg>``):
   log-domain BP with learnable, randomly initialised level tables, a model class that contains
   D*), trained online 2,000 steps (batch 256) at learning rates 2e-3 (the U-Net's), 2e-2, 1e-1,
   evaluated like E1 next to the width-64 U-Net of ``e1_width``. Command: ``python -m
-  experiments.ghm.run --config=experiments/ghm/config.py:e1_exact_bp --workdir=/tmp/ghm_ebp``.
+  experiments.main --config=experiments/ghm/config.py:e1_exact_bp --workdir=/tmp/ghm_ebp``.
 * ``e3_ntrain``: the E3 U-Net (σ ∈ [0.02, 10]) trained 2,000 steps on fixed sets n_train ∈ {250,
   2k, 16k} and online, sampled with K = 50: validity per level, root TV, distinct fraction, copy
   fraction (samples equal to a training sequence), and the oracle's chance rate of hitting each set.
@@ -40,7 +41,8 @@ cell. Variants (``config.py:<arg>``):
   of them at toy sizes.
 
 Every run writes ``<name>.json`` and ``<name>.png`` into ``config.results_dir`` and the config into
-the workdir.
+the workdir; the trained networks are checkpoints in ``<workdir>/nets/<name>-<hash>`` (a
+rerun in the same workdir loads them instead of training again).
 """
 
 import ml_collections
@@ -65,7 +67,7 @@ def _base() -> ml_collections.ConfigDict:
   c.experiment = "e1"
   c.seed = 0
   c.results_dir = "experiments/ghm/results"
-  c.data = ml_collections.ConfigDict(dict(v=8, n_classes=8, m=2, s=2, L=4, rule_seed=0))
+  c.data = ml_collections.ConfigDict(dict(v=8, num_classes=8, m=2, s=2, num_levels=4, rule_seed=0))
   c.model = ml_collections.ConfigDict(dict(width=64))
   c.optim = ml_collections.ConfigDict(dict(learning_rate=2e-3, warmup_steps=100))
   c.train = ml_collections.ConfigDict(
@@ -97,7 +99,7 @@ def _base() -> ml_collections.ConfigDict:
       n_train=(2000,),
       n_train_sigma=0.75,
       clean_ms=(2, 3, 4),
-      clean_L=3,
+      clean_num_levels=3,
       clean_ratios=(0.5, 1.0, 2.0, 4.0),
       clean_steps=1500,
     )
@@ -107,7 +109,7 @@ def _base() -> ml_collections.ConfigDict:
       steps=5000,
       sigma_min=0.02,
       sigma_max=10.0,
-      Ks=(20, 50, 200),
+      num_steps=(20, 50, 200),
       n_samples=2000,
       sampler_sigma_max=10.0,
       sampler_sigma_min=0.02,
@@ -115,16 +117,16 @@ def _base() -> ml_collections.ConfigDict:
       n_train_sweep=(250, 2000, 16000),
       sweep_online=True,
       sweep_steps=2000,
-      sweep_K=50,
+      sweep_num_steps=50,
     )
   )
   c.e4 = ml_collections.ConfigDict(
     dict(
       sigma_ts=(0.5, 0.75, 1.0, 1.5),
-      Ls=(3, 4, 5, 6),
+      num_levels=(3, 4, 5, 6),
       n_rule_sets=6,
       n_test=2000,
-      K=100,
+      num_steps=100,
       unet_dir="",
     )
   )
@@ -140,7 +142,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif arg == "ci":
     c.experiment = "e1"
     c.results_dir = ""  # workdir only
-    c.data.L = 3
+    c.data.num_levels = 3
     c.model.width = 32
     c.train.steps = 500
     c.train.batch_size = 128
@@ -152,7 +154,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif arg.startswith("small_") and arg.split("_", 1)[1] in EXPERIMENTS:
     c.experiment = arg.split("_", 1)[1]
     c.results_dir = ""
-    c.data.L = 3
+    c.data.num_levels = 3
     c.model.width = 16
     c.train.steps = 20
     c.train.batch_size = 32
@@ -176,15 +178,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.e2.clean_ratios = (1.0,)
     c.e2.clean_steps = 20
     c.e3.steps = 20
-    c.e3.Ks = (5,)
+    c.e3.num_steps = (5,)
     c.e3.n_samples = 100
     c.e3.n_train_sweep = (50,)
     c.e3.sweep_steps = 20
-    c.e3.sweep_K = 5
-    c.e4.Ls = (3,)
+    c.e3.sweep_num_steps = 5
+    c.e4.num_levels = (3,)
     c.e4.n_rule_sets = 1
     c.e4.n_test = 100
-    c.e4.K = 5
+    c.e4.num_steps = 5
     c.e4.sigma_ts = (0.75,)
   else:
     raise ValueError(

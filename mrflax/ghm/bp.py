@@ -32,13 +32,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from mrflax.ghm import noise
-from mrflax.ghm.spec import (
-  GHM,
-  check_leaves,
-  from_tree_order,
-  to_tree_order,
-  tuple_digits,
-)
+from mrflax.ghm.layout import check_leaves, from_tree_order, to_tree_order, tuple_digits
+from mrflax.ghm.model import GHM
 
 # ---------------------------------------------------------------------------------------------
 # Message-passing core (tree order: the leaves are a sequence [..., s**L, v])
@@ -78,7 +73,7 @@ def _upward(ghm: GHM, leaf_msgs: Array) -> tuple[list[Array], Array]:
   beta, c = _normalise(leaf_msgs)
   log_norm = jnp.sum(c, axis=-1)
   betas = [beta]
-  for level in range(ghm.L - 1, -1, -1):
+  for level in range(ghm.num_levels - 1, -1, -1):
     tuples = _tuple_sum(_families(beta, ghm.s))  # [..., n, v**s]
     log_t = ghm.log_kernels[level]
     up = jax.nn.logsumexp(tuples[..., None, :] + _lead(log_t, tuples.ndim + 1), axis=-1)
@@ -94,7 +89,7 @@ def _downward(ghm: GHM, betas: list[Array]) -> list[Array]:
   s, v = ghm.s, ghm.v
   gamma, _ = _normalise(jnp.broadcast_to(_lead(ghm.log_root, betas[0].ndim), betas[0].shape))
   gammas = [gamma]
-  for level in range(ghm.L):
+  for level in range(ghm.num_levels):
     log_t = ghm.log_kernels[level]
     w = jax.nn.logsumexp(gamma[..., :, None] + _lead(log_t, gamma.ndim + 1), axis=-2)
     w = w.reshape(w.shape[:-1] + (v,) * s)  # [..., n, v, ..., v]
@@ -129,7 +124,7 @@ class BPResult(NamedTuple):
 
 
 def _to_seq(ghm: GHM, msgs: Array) -> Array:
-  return to_tree_order(msgs, level=ghm.L, ndim=ghm.ndim, event_dims=1)
+  return to_tree_order(msgs, level=ghm.num_levels, ndim=ghm.ndim, event_dims=1)
 
 
 @functools.partial(jax.jit, static_argnames=("downward",))
@@ -143,7 +138,7 @@ def _bp(ghm: GHM, leaf_msgs: Array, downward: bool = True) -> BPResult:
     return BPResult((log_root_post,), log_evidence)
   gammas = _downward(ghm, betas)
   out = [log_root_post]
-  for level in range(1, ghm.L + 1):
+  for level in range(1, ghm.num_levels + 1):
     post, _ = _normalise(gammas[level] + betas[level])
     out.append(from_tree_order(post, level=level, ndim=ghm.ndim, event_dims=1))
   return BPResult(tuple(out), log_evidence)
@@ -177,7 +172,8 @@ def belief_propagation(ghm: GHM, leaf_log_messages: Float[Array, "... v"]) -> BP
 
   Examples:
     >>> from mrflax import ghm as G
-    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, n_classes=2, m=2, s=2, L=2)
+    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, num_classes=2, m=2,
+    ...     s=2, num_levels=2)
     >>> res = G.belief_propagation(model, jnp.zeros((3, 4, 4)))   # no evidence: the prior
     >>> [m.shape for m in res.log_marginals]
     [(3, 2), (3, 2, 4), (3, 4, 4)]
@@ -214,7 +210,8 @@ def leaf_posteriors(
 
   Examples:
     >>> from mrflax import ghm as G
-    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, n_classes=2, m=2, s=2, L=3)
+    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, num_classes=2, m=2,
+    ...     s=2, num_levels=3)
     >>> x = G.one_hot(G.sample(jax.random.key(1), model, 2), 4)
     >>> d = G.leaf_posteriors(model, x, sigma=0.05)          # almost no noise: the input
     >>> float(jnp.abs(d - x).max()) < 1e-6
@@ -248,7 +245,8 @@ def root_posterior(
 
   Examples:
     >>> from mrflax import ghm as G
-    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, n_classes=2, m=2, s=2, L=3)
+    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, num_classes=2, m=2,
+    ...     s=2, num_levels=3)
     >>> levels = G.sample_levels(jax.random.key(1), model, 4)
     >>> p = G.root_posterior(model, G.one_hot(levels[-1], 4), sigma=0.1)
     >>> bool((p.argmax(-1) == levels[0]).all())
@@ -277,7 +275,8 @@ def log_likelihood(ghm: GHM, leaves: Int[Array, "..."]) -> Float[Array, "..."]:
 
   Examples:
     >>> from mrflax import ghm as G
-    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, n_classes=2, m=2, s=2, L=3)
+    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, num_classes=2, m=2,
+    ...     s=2, num_levels=3)
     >>> ll = G.log_likelihood(model, G.sample(jax.random.key(1), model, 3))
     >>> [round(float(x), 4) for x in ll]                   # -log 2 - 7 log 2
     [-5.5452, -5.5452, -5.5452]
@@ -307,7 +306,8 @@ def log_evidence(ghm: GHM, z: Float[Array, "... v"], *, sigma, alpha=1.0) -> Flo
 
   Examples:
     >>> from mrflax import ghm as G
-    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, n_classes=2, m=2, s=2, L=2)
+    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, num_classes=2, m=2,
+    ...     s=2, num_levels=2)
     >>> G.log_evidence(model, jnp.zeros((5, 4, 4)), sigma=1.0).shape
     (5,)
   """
@@ -319,8 +319,8 @@ def log_evidence(ghm: GHM, z: Float[Array, "... v"], *, sigma, alpha=1.0) -> Flo
 @jax.jit
 def _score(ghm: GHM, z: Array, sigma, alpha) -> Array:
   d = _posteriors(ghm, z, sigma, alpha)
-  a = noise._per_example(alpha, z)
-  sig = noise._per_example(sigma, z)
+  a = noise.per_example(alpha, z)
+  sig = noise.per_example(sigma, z)
   return (a * d - z) / (sig * sig)
 
 
@@ -330,7 +330,8 @@ def score(ghm: GHM, z: Float[Array, "... v"], *, sigma, alpha=1.0) -> Float[Arra
 
   Examples:
     >>> from mrflax import ghm as G
-    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, n_classes=2, m=2, s=2, L=2)
+    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, num_classes=2, m=2,
+    ...     s=2, num_levels=2)
     >>> z = jax.random.normal(jax.random.key(1), (2, 4, 4))
     >>> g = jax.grad(lambda z: G.log_evidence(model, z, sigma=0.7).sum())(z)
     >>> float(jnp.abs(G.score(model, z, sigma=0.7) - g).max()) < 1e-4
@@ -350,7 +351,8 @@ def prior_marginals(ghm: GHM) -> tuple[Float[Array, "..."], ...]:
 
   Examples:
     >>> from mrflax import ghm as G
-    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, n_classes=2, m=2, s=2, L=2)
+    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, num_classes=2, m=2,
+    ...     s=2, num_levels=2)
     >>> p = G.prior_marginals(model)
     >>> [x.shape for x in p], round(float(p[2].sum()), 4)
     ([(2,), (2, 4), (4, 4)], 4.0)
@@ -368,12 +370,12 @@ def prior_marginals(ghm: GHM) -> tuple[Float[Array, "..."], ...]:
 def _posterior_sample(key: Array, ghm: GHM, msgs: Array) -> tuple[Array, ...]:
   seq = _to_seq(ghm, msgs)
   betas, _ = _upward(ghm, seq)
-  keys = jax.random.split(key, ghm.L + 1)
+  keys = jax.random.split(key, ghm.num_levels + 1)
   root_logits = _lead(ghm.log_root, betas[0].ndim - 1) + betas[0][..., 0, :]
   root = jax.random.categorical(keys[0], root_logits, axis=-1)
   x = root[..., None]
   out = [root]
-  for level in range(ghm.L):
+  for level in range(ghm.num_levels):
     tuples = _tuple_sum(_families(betas[level + 1], ghm.s))  # [..., n, v**s]
     logits = jnp.take(ghm.log_kernels[level], x, axis=0) + tuples
     idx = jax.random.categorical(keys[level + 1], logits, axis=-1)
@@ -397,7 +399,8 @@ def posterior_sample_levels(
 
   Examples:
     >>> from mrflax import ghm as G
-    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, n_classes=2, m=2, s=2, L=2)
+    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, num_classes=2, m=2,
+    ...     s=2, num_levels=2)
     >>> z = jnp.zeros((3, 4, 4))
     >>> [x.shape for x in G.posterior_sample_levels(jax.random.key(1), model, z, sigma=1.0)]
     [(3,), (3, 2), (3, 4)]
@@ -417,7 +420,8 @@ def posterior_sample(
 
   Examples:
     >>> from mrflax import ghm as G
-    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, n_classes=2, m=2, s=2, L=3)
+    >>> model = G.random_hierarchy_model(jax.random.key(0), v=4, num_classes=2, m=2,
+    ...     s=2, num_levels=3)
     >>> x = G.sample(jax.random.key(1), model, 4)
     >>> xs = G.posterior_sample(jax.random.key(2), model, G.one_hot(x, 4), sigma=0.1)
     >>> bool((xs == x).all())

@@ -4,9 +4,7 @@ Leaves are one-hot, :math:`X_j = \delta_{x_j} \in \mathbb R^v`, and the Gaussian
 :math:`Z = \alpha X + \sigma G`, :math:`G \sim \mathcal N(0, I)`. Because
 :math:`\lVert \delta_a \rVert = 1` for every symbol, :math:`p(Z_j \mid x_j = a) \propto
 \exp(\lambda Z_{j,a})` with :math:`\lambda = \alpha / \sigma^2`: the leaf message is linear in the
-input. Schedules: variance-exploding (VE, :math:`\alpha = 1`), Ornstein–Uhlenbeck/VP
-(:math:`\alpha_t = e^{-t}`, :math:`\sigma_t^2 = 1 - e^{-2t}`) and DDPM
-(:math:`\alpha = \sqrt{\bar\alpha}`, :math:`\sigma^2 = 1 - \bar\alpha`).
+input. The schedules :math:`(\alpha, \sigma)` (VE, VP, DDPM) are in :mod:`mrflax.diffusion`.
 
 ``sigma`` and ``alpha`` are scalars or arrays of the batch shape (one value per example); they are
 broadcast over the trailing leaf and channel axes explicitly.
@@ -14,12 +12,14 @@ broadcast over the trailing leaf and channel axes explicitly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 
-def _per_example(value, x: Array) -> Array:
+def per_example(value, x: Array) -> Array:
   """``value`` (scalar or batch-shaped) reshaped to broadcast against ``x`` (no rank promotion)."""
   value = jnp.asarray(value, dtype=jnp.result_type(x.dtype, float))
   if value.ndim > x.ndim:
@@ -37,41 +37,20 @@ def one_hot(leaves: Int[Array, "..."], v: int, *, dtype=None) -> Float[Array, ".
   return jax.nn.one_hot(leaves, v, dtype=jnp.zeros(()).dtype if dtype is None else dtype)
 
 
-def ve(sigma) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
-  r"""Variance-exploding schedule: :math:`(\alpha, \sigma) = (1, \sigma)`.
+def decode_leaves(
+  denoiser: Callable[[Array, Array], Array], z: Float[Array, "n *leaves v"], sigma: float
+) -> Int[Array, "n ..."]:
+  r"""Symbols read out of a noisy one-hot input: :math:`\hat x_j = \arg\max_a D(z, \sigma)_{j,a}`.
+
+  The last step of diffusion sampling on GHM leaves (after :func:`mrflax.diffusion.reverse_ve`);
+  ``denoiser(z, sigma)`` takes ``sigma`` of shape ``[n]``.
 
   Examples:
-    >>> [float(a) for a in ve(0.5)]
-    [1.0, 0.5]
+    >>> z = jnp.array([[[0.1, 0.9]]])
+    >>> decode_leaves(lambda z, s: z, z, 0.02).tolist()
+    [[1]]
   """
-  sigma = jnp.asarray(sigma, dtype=float)
-  return jnp.ones_like(sigma), sigma
-
-
-def vp(t) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
-  r"""Ornstein–Uhlenbeck / variance-preserving schedule at time :math:`t`:
-  :math:`\alpha_t = e^{-t}`, :math:`\sigma_t = \sqrt{1 - e^{-2t}}`, so :math:`\alpha^2 +
-  \sigma^2 = 1`.
-
-  Examples:
-    >>> a, s = vp(1.0)
-    >>> round(float(a**2 + s**2), 6)
-    1.0
-  """
-  t = jnp.asarray(t, dtype=float)
-  return jnp.exp(-t), jnp.sqrt(-jnp.expm1(-2.0 * t))
-
-
-def ddpm(alpha_bar) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
-  r"""DDPM parameterisation: :math:`\alpha = \sqrt{\bar\alpha}`, :math:`\sigma =
-  \sqrt{1 - \bar\alpha}`.
-
-  Examples:
-    >>> [round(float(x), 4) for x in ddpm(0.64)]
-    [0.8, 0.6]
-  """
-  alpha_bar = jnp.asarray(alpha_bar, dtype=float)
-  return jnp.sqrt(alpha_bar), jnp.sqrt(1.0 - alpha_bar)
+  return jnp.argmax(denoiser(z, jnp.full((z.shape[0],), sigma, z.dtype)), axis=-1)
 
 
 def add_noise(key: Array, x: Float[Array, "... v"], *, sigma, alpha=1.0) -> Float[Array, "... v"]:
@@ -86,7 +65,7 @@ def add_noise(key: Array, x: Float[Array, "... v"], *, sigma, alpha=1.0) -> Floa
     0.0
   """
   g = jax.random.normal(key, x.shape, dtype=jnp.result_type(x.dtype, float))
-  return _per_example(alpha, x) * x + _per_example(sigma, x) * g
+  return per_example(alpha, x) * x + per_example(sigma, x) * g
 
 
 def gaussian_leaf_log_messages(
@@ -102,7 +81,7 @@ def gaussian_leaf_log_messages(
     >>> gaussian_leaf_log_messages(jnp.ones((1, 2, 2)), sigma=0.5).tolist()
     [[[4.0, 4.0], [4.0, 4.0]]]
   """
-  return _per_example(alpha, z) / jnp.square(_per_example(sigma, z)) * z
+  return per_example(alpha, z) / jnp.square(per_example(sigma, z)) * z
 
 
 def gaussian_log_normaliser(
@@ -121,8 +100,8 @@ def gaussian_log_normaliser(
     >>> round(float(gaussian_log_normaliser(jnp.zeros((1, 1)), sigma=1.0, event_ndim=2)), 6)
     -1.418939
   """
-  sig = _per_example(sigma, z)
-  a = _per_example(alpha, z)
+  sig = per_example(sigma, z)
+  a = per_example(alpha, z)
   v = z.shape[-1]
   per_leaf = -(jnp.sum(z * z, axis=-1, keepdims=True) + a * a) / (2 * sig * sig)
   per_leaf = per_leaf - 0.5 * v * jnp.log(2 * jnp.pi * sig * sig)
@@ -143,7 +122,7 @@ def uniform_replacement_log_messages(
     [0.25, 0.75]
   """
   hit = one_hot(tokens, v)
-  ab = _per_example(alpha_bar, hit)
+  ab = per_example(alpha_bar, hit)
   return jnp.log(ab * hit + (1.0 - ab) / v)
 
 

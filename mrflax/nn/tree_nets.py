@@ -22,8 +22,6 @@ family order is the Haar band order: child index :math:`k = \sum_a o_a 2^{d-1-a}
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -166,7 +164,7 @@ class BPUNet(nnx.Module):
   Args:
     v: vocabulary (input and output channels).
     s: branching factor (``2**ndim`` on grids).
-    L: depth (number of down-samplings; the leaves must number ``s**L``).
+    num_levels: depth :math:`L` (number of down-samplings; the leaves must number ``s**L``).
     ndim: leaf layout (1: sequences ``[b, n, v]``; 2: images ``[b, H, W, v]``).
     width: channels of every hidden layer.
     hidden: hidden width of the PatchMLPs (default ``width``).
@@ -176,7 +174,7 @@ class BPUNet(nnx.Module):
     rngs: parameter RNGs.
 
   Examples:
-    >>> net = BPUNet(v=4, s=2, L=2, width=8, rngs=nnx.Rngs(0))
+    >>> net = BPUNet(v=4, s=2, num_levels=2, width=8, rngs=nnx.Rngs(0))
     >>> jax.jit(net.denoise)(jnp.zeros((2, 4, 4)), jnp.array([0.5, 1.0])).shape
     (2, 4, 4)
   """
@@ -186,7 +184,7 @@ class BPUNet(nnx.Module):
     *,
     v: int,
     s: int,
-    L: int,
+    num_levels: int,
     ndim: int = 1,
     width: int = 64,
     hidden: int | None = None,
@@ -200,9 +198,9 @@ class BPUNet(nnx.Module):
       raise ValueError(f"on a {ndim}-D grid the branching factor must be s = 2**ndim; got s={s}")
     if downsample not in ("conv", "avg"):
       raise ValueError(f"downsample must be 'conv' or 'avg', got {downsample!r}")
-    if L < 1 or s < 2:
-      raise ValueError(f"need L >= 1 and s >= 2, got L={L}, s={s}")
-    self.v, self.s, self.L, self.ndim = v, s, L, ndim
+    if num_levels < 1 or s < 2:
+      raise ValueError(f"need num_levels >= 1 and s >= 2, got num_levels={num_levels}, s={s}")
+    self.v, self.s, self.num_levels, self.ndim = v, s, num_levels, ndim
     self.skips, self.input_residual, self.downsample = skips, input_residual, downsample
     self.n_features = n_features
     self.embed = nnx.Sequential(
@@ -211,14 +209,14 @@ class BPUNet(nnx.Module):
     self.leaf_in = nnx.Linear(2 * v, width, rngs=rngs)
     self.leaf_mlp = PatchMLP(width, hidden=hidden, rngs=rngs)
     down_in = width if downsample == "avg" else s * width
-    self.down = nnx.List([nnx.Linear(down_in, width, rngs=rngs) for _ in range(L)])
-    self.enc = nnx.List([PatchMLP(width, hidden=hidden, rngs=rngs) for _ in range(L)])
+    self.down = nnx.List([nnx.Linear(down_in, width, rngs=rngs) for _ in range(num_levels)])
+    self.enc = nnx.List([PatchMLP(width, hidden=hidden, rngs=rngs) for _ in range(num_levels)])
     self.bottleneck = PatchMLP(width, hidden=hidden, rngs=rngs)
-    self.cond = nnx.List([nnx.Linear(width, width, rngs=rngs) for _ in range(L + 1)])
+    self.cond = nnx.List([nnx.Linear(width, width, rngs=rngs) for _ in range(num_levels + 1)])
     merge_in = 2 * width if skips else width
-    self.merge = nnx.List([nnx.Linear(merge_in, width, rngs=rngs) for _ in range(L)])
-    self.dec = nnx.List([PatchMLP(width, hidden=hidden, rngs=rngs) for _ in range(L)])
-    self.up = nnx.List([nnx.Linear(width, s * width, rngs=rngs) for _ in range(L)])
+    self.merge = nnx.List([nnx.Linear(merge_in, width, rngs=rngs) for _ in range(num_levels)])
+    self.dec = nnx.List([PatchMLP(width, hidden=hidden, rngs=rngs) for _ in range(num_levels)])
+    self.up = nnx.List([nnx.Linear(width, s * width, rngs=rngs) for _ in range(num_levels)])
     self.out = nnx.Linear(2 * width if skips else width, v, rngs=rngs)
 
   def _group(self, h: Array) -> Array:
@@ -238,7 +236,7 @@ class BPUNet(nnx.Module):
     """Returns the logits of :math:`P(x_j = \\cdot \\mid Z)`; ``sigma`` is per example."""
     if z.ndim != self.ndim + 2 or z.shape[-1] != self.v:
       raise ValueError(f"z must be [b, *leaves, v={self.v}] with {self.ndim} leaf axes: {z.shape}")
-    want = self.s**self.L if self.ndim == 1 else 2**self.L
+    want = self.s**self.num_levels if self.ndim == 1 else 2**self.num_levels
     if any(n != want for n in z.shape[1:-1]):
       raise ValueError(f"z has leaf shape {z.shape[1:-1]}; this net expects {want} per axis")
     sig = _per_example(sigma, z)
@@ -247,7 +245,7 @@ class BPUNet(nnx.Module):
     e = self.embed(sigma_features(jnp.broadcast_to(sigma, z.shape[:1]), dim=self.n_features))
     h = self.leaf_mlp(self.leaf_in(feats) + self._bias(self.cond[0](e), z))
     hs = [h]
-    for lv in range(self.L):
+    for lv in range(self.num_levels):
       if self.downsample == "avg":
         g = self._group(h)
         g = g.reshape((*g.shape[:-1], self.s, -1)).mean(axis=-2)
@@ -256,8 +254,8 @@ class BPUNet(nnx.Module):
       h = self.enc[lv](self.down[lv](g))
       hs.append(h)
     g = self.bottleneck(h + self._bias(e, h))
-    for lv in range(self.L):
-      skip = hs[self.L - lv]
+    for lv in range(self.num_levels):
+      skip = hs[self.num_levels - lv]
       x = jnp.concatenate([g, skip], axis=-1) if self.skips else g
       x = self.merge[lv](x)
       x = self.dec[lv](x + self._bias(self.cond[lv + 1](e), x))
@@ -284,16 +282,16 @@ class ConvNetClassifier(nnx.Module):
 
   Args:
     v: vocabulary.
-    n_classes: number of classes :math:`n_c`.
+    num_classes: number of classes :math:`n_c`.
     s: branching factor.
-    L: depth.
+    num_levels: depth :math:`L`.
     ndim: leaf layout.
     width: channels.
     hidden: PatchMLP hidden width (default ``width``).
     rngs: parameter RNGs.
 
   Examples:
-    >>> net = ConvNetClassifier(v=4, n_classes=3, s=2, L=2, width=8, rngs=nnx.Rngs(0))
+    >>> net = ConvNetClassifier(v=4, num_classes=3, s=2, num_levels=2, width=8, rngs=nnx.Rngs(0))
     >>> jax.jit(lambda z, s: net(z, s))(jnp.zeros((5, 4, 4)), jnp.ones(5)).shape
     (5, 3)
   """
@@ -302,9 +300,9 @@ class ConvNetClassifier(nnx.Module):
     self,
     *,
     v: int,
-    n_classes: int,
+    num_classes: int,
     s: int,
-    L: int,
+    num_levels: int,
     ndim: int = 1,
     width: int = 64,
     hidden: int | None = None,
@@ -312,13 +310,13 @@ class ConvNetClassifier(nnx.Module):
   ):
     if ndim > 1 and s != 2**ndim:
       raise ValueError(f"on a {ndim}-D grid the branching factor must be s = 2**ndim; got s={s}")
-    self.v, self.s, self.L, self.ndim = v, s, L, ndim
+    self.v, self.s, self.num_levels, self.ndim = v, s, num_levels, ndim
     self.leaf_in = nnx.Linear(v, width, rngs=rngs)
     self.leaf_mlp = PatchMLP(width, hidden=hidden, rngs=rngs)
-    self.down = nnx.List([nnx.Linear(s * width, width, rngs=rngs) for _ in range(L)])
-    self.enc = nnx.List([PatchMLP(width, hidden=hidden, rngs=rngs) for _ in range(L)])
+    self.down = nnx.List([nnx.Linear(s * width, width, rngs=rngs) for _ in range(num_levels)])
+    self.enc = nnx.List([PatchMLP(width, hidden=hidden, rngs=rngs) for _ in range(num_levels)])
     self.norm = nnx.LayerNorm(width, rngs=rngs)
-    self.readout = nnx.Linear(width, n_classes, rngs=rngs)
+    self.readout = nnx.Linear(width, num_classes, rngs=rngs)
 
   def __call__(
     self, z: Float[Array, "b *leaves v"], sigma: Float[Array, " b"], alpha=1.0
@@ -329,7 +327,7 @@ class ConvNetClassifier(nnx.Module):
     sig = _per_example(sigma, z)
     u = _per_example(alpha, z) / (sig * sig) * z
     h = self.leaf_mlp(self.leaf_in(u))
-    for lv in range(self.L):
+    for lv in range(self.num_levels):
       g = group_families(h, ndim=self.ndim) if self.ndim > 1 else group_families_1d(h, s=self.s)
       h = self.enc[lv](self.down[lv](g))
     h = h.reshape((h.shape[0], -1, h.shape[-1])).mean(axis=1)  # one position at the root
@@ -361,17 +359,18 @@ class ExactBPDenoiser(nnx.Module):
 
   Args:
     v: vocabulary of levels 1..L (input and output channels).
-    n_classes: root vocabulary :math:`n_c`.
+    num_classes: root vocabulary :math:`n_c`.
     s: branching factor (``2**ndim`` on grids).
-    L: depth.
+    num_levels: depth :math:`L`.
     ndim: leaf layout (1: sequences ``[b, n, v]``; 2: images ``[b, H, W, v]``).
     init_scale: standard deviation of the initial logits.
     rngs: parameter RNGs.
 
   Examples:
     >>> from mrflax import ghm as G
-    >>> rhm = G.random_hierarchy_model(jax.random.key(0), v=4, n_classes=2, m=2, s=2, L=2)
-    >>> net = ExactBPDenoiser(v=4, n_classes=2, s=2, L=2, rngs=nnx.Rngs(0))
+    >>> rhm = G.random_hierarchy_model(jax.random.key(0), v=4, num_classes=2, m=2, s=2,
+    ...                                num_levels=2)
+    >>> net = ExactBPDenoiser(v=4, num_classes=2, s=2, num_levels=2, rngs=nnx.Rngs(0))
     >>> net.set_tables(rhm)
     >>> z = G.add_noise(jax.random.key(1), G.one_hot(G.sample(jax.random.key(2), rhm, 3), 4),
     ...                 sigma=0.7)
@@ -384,25 +383,33 @@ class ExactBPDenoiser(nnx.Module):
     self,
     *,
     v: int,
-    n_classes: int,
+    num_classes: int,
     s: int,
-    L: int,
+    num_levels: int,
     ndim: int = 1,
     init_scale: float = 1.0,
     rngs: nnx.Rngs,
   ):
     if ndim > 1 and s != 2**ndim:
       raise ValueError(f"on a {ndim}-D grid the branching factor must be s = 2**ndim; got s={s}")
-    if L < 1 or s < 2 or v < 1 or n_classes < 1:
-      raise ValueError(f"need L >= 1, s >= 2, v >= 1, n_classes >= 1; got {L=}, {s=}, {v=}")
-    self.v, self.n_classes, self.s, self.L, self.ndim = v, n_classes, s, L, ndim
-    self.root_logits = nnx.Param(init_scale * jax.random.normal(rngs.params(), (n_classes,)))
+    if num_levels < 1 or s < 2 or v < 1 or num_classes < 1:
+      raise ValueError(
+        f"need num_levels >= 1, s >= 2, v >= 1, num_classes >= 1; got {num_levels=}, {s=}, {v=}"
+      )
+    self.v, self.num_classes, self.s, self.num_levels, self.ndim = (
+      v,
+      num_classes,
+      s,
+      num_levels,
+      ndim,
+    )
+    self.root_logits = nnx.Param(init_scale * jax.random.normal(rngs.params(), (num_classes,)))
     self.kernel_logits = nnx.List(
       [
         nnx.Param(
-          init_scale * jax.random.normal(rngs.params(), (n_classes if lv == 0 else v, v**s))
+          init_scale * jax.random.normal(rngs.params(), (num_classes if lv == 0 else v, v**s))
         )
-        for lv in range(L)
+        for lv in range(num_levels)
       ]
     )
 
@@ -415,14 +422,16 @@ class ExactBPDenoiser(nnx.Module):
 
   def set_tables(self, ghm: G.GHM) -> None:
     r"""Sets the logits to :math:`\log\pi` and :math:`\log T_\ell` of ``ghm`` (same sizes)."""
-    if (ghm.v, ghm.n_classes, ghm.s, ghm.L, ghm.ndim) != (
+    if (ghm.v, ghm.num_classes, ghm.s, ghm.num_levels, ghm.ndim) != (
       self.v,
-      self.n_classes,
+      self.num_classes,
       self.s,
-      self.L,
+      self.num_levels,
       self.ndim,
     ):
-      raise ValueError(f"{ghm} does not match this net (v={self.v}, L={self.L}, s={self.s})")
+      raise ValueError(
+        f"{ghm} does not match this net (v={self.v}, num_levels={self.num_levels}, s={self.s})"
+      )
     self.root_logits[...] = ghm.log_root.astype(self.root_logits[...].dtype)
     for p, log_t in zip(self.kernel_logits, ghm.log_kernels, strict=True):
       p[...] = log_t.astype(p[...].dtype)
@@ -443,13 +452,3 @@ class ExactBPDenoiser(nnx.Module):
   ) -> Float[Array, "b *leaves v"]:
     r""":math:`f(Z) = P_\theta(x_j = \cdot \mid Z)`, exact BP under the learned tables."""
     return jax.nn.softmax(self(z, sigma, alpha), axis=-1)
-
-
-def count_params(model: nnx.Module) -> int:
-  """Number of scalar parameters.
-
-  Examples:
-    >>> count_params(nnx.Linear(3, 2, rngs=nnx.Rngs(0)))
-    8
-  """
-  return sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

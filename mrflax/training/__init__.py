@@ -5,19 +5,14 @@ caller needs is importable from here; the sub-modules are implementation detail.
 """
 
 from mrflax.training.checkpoint import Checkpointer, CheckpointMismatchError, Restored, config_diff
-from mrflax.training.loop import (
-  FitResult,
-  LoopConfig,
-  TrainingDivergedError,
-  fit,
-  host_array,
-  params_digest,
-)
+from mrflax.training.loop import FitResult, LoopConfig, TrainingDivergedError, fit
 from mrflax.training.metrics import MetricWriter, Progress
 from mrflax.training.optim import make_transform, warmup_cosine
-from mrflax.training.steps import StepConfig, Trainer, TrainState, global_norm
+from mrflax.training.steps import BatchSampler, StepConfig, Trainer, TrainState, global_norm
+from mrflax.training.utils import host_array, params_digest
 
 __all__ = [
+  "BatchSampler",
   "CheckpointMismatchError",
   "Checkpointer",
   "FitResult",

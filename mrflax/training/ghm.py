@@ -1,11 +1,10 @@
-r"""Training loops for the GHM networks (THEORY §7.4, §7.7): denoisers and classifiers.
+r"""The GHM networks' losses and data on top of :func:`~mrflax.training.fit` (THEORY §7.4, §7.7).
 
 Data come from a :class:`~mrflax.ghm.GHM`: either **online** (fresh exact samples at every step) or
 a **fixed training set** of ``P`` clean sequences (sampled with replacement each step); the noise is
-always fresh. Optimiser: Adam with a linear warm-up and cosine decay. The step is one
-``jax.jit``-compiled call that runs ``steps_per_call`` optimiser steps in a ``lax.scan`` and
-returns the new NNX state (in-place NNX updates inside a plain ``jax.jit`` are not written back,
-ENGINEERING §4.4, so the state is split, threaded and merged explicitly).
+always fresh. Batches are drawn on device inside the compiled step (``fit``'s ``sample_batch``),
+from keys of the train state, so checkpoints, resume, update skipping and logging are ``fit``'s.
+Optimiser (:func:`step_config`): Adam with a linear warm-up and cosine decay.
 
 Losses (both minimised by the Bayes denoiser / classifier):
 
@@ -16,118 +15,141 @@ Losses (both minimised by the Bayes denoiser / classifier):
 
 from __future__ import annotations
 
-import time
+import functools
+import json
+import pathlib
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
-from absl import logging
 from flax import nnx
 from jaxtyping import Array, Float, Int
 
 from mrflax import ghm as G
+from mrflax.diffusion import log_uniform_sigmas
+from mrflax.ghm.layout import check_leaves
+from mrflax.training.loop import LoopConfig, fit
+from mrflax.training.steps import StepConfig
 
 
 class History(NamedTuple):
-  """Per-chunk training log: ``step`` (after the chunk), mean ``loss`` over it, wall ``seconds``."""
+  """Training log, one entry per logged chunk: ``step`` (after it), mean ``loss`` over it, and
+  ``seconds`` since the first record (read back from ``<workdir>/metrics.jsonl``)."""
 
   step: list[int]
   loss: list[float]
   seconds: list[float]
 
 
-def make_optimizer(
-  *, learning_rate: float, steps: int, warmup_steps: int = 0, weight_decay: float = 0.0
-) -> optax.GradientTransformation:
-  r"""Adam (or AdamW) with linear warm-up then cosine decay to 0 over ``steps``.
-
-  .. math::
-    \eta_t = \eta \min(1, t / t_w) \cdot \tfrac12\big(1 + \cos(\pi (t - t_w)/(T - t_w))\big).
+def read_history(workdir: str) -> History:
+  """The :class:`History` of the run in ``workdir`` (the last record of every step).
 
   Examples:
-    >>> tx = make_optimizer(learning_rate=1e-3, steps=10)
-    >>> state = tx.init(jnp.zeros(2))
+    >>> import tempfile
+    >>> read_history(tempfile.mkdtemp())
+    History(step=[], loss=[], seconds=[])
   """
-  schedule = optax.warmup_cosine_decay_schedule(
-    0.0 if warmup_steps else learning_rate,
-    learning_rate,
-    warmup_steps,
-    max(steps, warmup_steps + 1),
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  records: dict[int, dict] = {}
+  if path.exists():
+    for line in path.read_text().splitlines():
+      r = json.loads(line)
+      if "loss" in r:
+        records[int(r["step"])] = r
+  steps = sorted(records)
+  t0 = records[steps[0]]["time"] if steps else 0.0
+  return History(
+    steps, [float(records[k]["loss"]) for k in steps], [records[k]["time"] - t0 for k in steps]
   )
-  if weight_decay:
-    return optax.adamw(schedule, weight_decay=weight_decay)
-  return optax.adam(schedule)
 
 
-def _log_uniform(key: Array, n: int, lo: float, hi: float) -> Array:
-  return jnp.exp(jax.random.uniform(key, (n,), minval=jnp.log(lo), maxval=jnp.log(hi)))
+def step_config(
+  *, learning_rate: float, steps: int, warmup_steps: int = 0, weight_decay: float = 0.0
+) -> StepConfig:
+  r"""The GHM networks' optimisation: Adam(W) (:math:`\beta = (0.9, 0.999)`, :math:`\epsilon =
+  10^{-8}`), linear warm-up then cosine decay to 0 at ``steps``, no clipping, no EMA; only
+  non-finite updates are skipped.
+
+  .. math::
+    \eta_t = \eta \min(1, t / t_w), \ t < t_w; \qquad
+    \eta_t = \tfrac{\eta}{2}\big(1 + \cos(\pi (t - t_w)/(T - t_w))\big), \ t \ge t_w.
+
+  Examples:
+    >>> cfg = step_config(learning_rate=1e-3, steps=10, warmup_steps=2)
+    >>> [round(float(cfg.learning_rate(jnp.array(t))), 6) for t in (0, 1, 2, 6, 10)]
+    [0.0, 0.0005, 0.001, 0.0005, 0.0]
+  """
+  return StepConfig(
+    optimizer="adamw",
+    lr=learning_rate,
+    warmup_steps=warmup_steps,
+    decay_steps=max(steps, warmup_steps + 1) - warmup_steps,
+    b1=0.9,
+    b2=0.999,
+    eps=1e-8,
+    weight_decay=weight_decay,
+    grad_clip=None,
+    skip_threshold=None,
+    ema_decay=None,
+  )
 
 
-def _clean_batch(
-  key: Array, ghm: G.GHM, batch_size: int, train: tuple[Array, Array] | None
-) -> tuple[Array, Array]:
-  """(leaves, root labels): fresh exact samples, or a uniform draw from the training set."""
-  if train is None:
-    levels = G.sample_levels(key, ghm, batch_size)
-    return levels[-1], levels[0]
-  idx = jax.random.randint(key, (batch_size,), 0, train[0].shape[0])
-  return train[0][idx], train[1][idx]
+def _batch_sampler(
+  ghm: G.GHM, batch_size: int, train: tuple[Array, Array] | None
+) -> Callable[[Array], dict[str, Array]]:
+  """``key -> {"leaves", "labels"}``: fresh exact samples, or a uniform draw from ``train``."""
+
+  def sample_batch(key):
+    if train is None:
+      levels = G.sample_levels(key, ghm, batch_size)
+      return {"leaves": levels[-1], "labels": levels[0]}
+    idx = jax.random.randint(key, (batch_size,), 0, train[0].shape[0])
+    return {"leaves": train[0][idx], "labels": train[1][idx]}
+
+  return sample_batch
 
 
 def _fit(
   key: Array,
   model: nnx.Module,
-  batch_loss: Callable[[nnx.Module, Array], Array],
+  loss_fn: Callable[[nnx.Module, dict[str, Array], Array], Array],
+  sample_batch: Callable[[Array], dict[str, Array]],
   *,
+  workdir: str,
   steps: int,
+  batch_size: int,
   learning_rate: float,
   warmup_steps: int,
   steps_per_call: int,
-  log_every: int,
-  name: str,
+  checkpoint_every: int | None,
+  config: dict,
+  on_log: Callable[[int, dict[str, float]], None] | None,
 ) -> tuple[nnx.Module, History]:
-  """Shared driver: Adam + cosine, ``steps_per_call`` steps per compiled call, logging."""
+  """Runs :func:`~mrflax.training.fit` with batches drawn on device; returns the trained model."""
   if steps < 1 or steps_per_call < 1:
     raise ValueError(f"steps and steps_per_call must be >= 1, got {steps}, {steps_per_call}")
-  tx = make_optimizer(learning_rate=learning_rate, steps=steps, warmup_steps=warmup_steps)
-  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-  graphdef, state = nnx.split((model, optimizer))
-
-  def one_step(state, k):
-    m, opt = nnx.merge(graphdef, state, copy=True)
-    m_def, params, rest = nnx.split(m, nnx.Param, ...)
-
-    def f(p):
-      return batch_loss(nnx.merge(m_def, p, rest, copy=True), k)
-
-    loss, grads = jax.value_and_grad(f)(params)
-    opt.update(m, grads)
-    return nnx.state((m, opt)), loss
-
-  @jax.jit
-  def chunk(state, keys):
-    state, losses = jax.lax.scan(one_step, state, keys)
-    return state, jnp.mean(losses)
-
-  history = History([], [], [])
-  done, t0, last_log = 0, time.perf_counter(), 0
-  while done < steps:
-    n = min(steps_per_call, steps - done)
-    keys = jax.random.split(jax.random.fold_in(key, done), n)
-    state, loss = chunk(state, keys)
-    done += n
-    history.step.append(done)
-    history.loss.append(float(loss))
-    history.seconds.append(time.perf_counter() - t0)
-    if log_every and (done - last_log >= log_every or done == steps):
-      last_log = done
-      logging.info(
-        "%s step %d/%d loss %.5f (%.1f s)", name, done, steps, float(loss), history.seconds[-1]
-      )
-  model, _ = nnx.merge(graphdef, state)
-  return model, history
+  loop = LoopConfig(
+    steps=steps,
+    batch_size=batch_size,
+    steps_per_call=steps_per_call,
+    log_every=steps_per_call,
+    checkpoint_every=checkpoint_every or steps,
+    keep_checkpoints=1,
+    num_devices=1,
+  )
+  result = fit(
+    model_fn=lambda rngs: model,
+    loss_fn=lambda m, batch, k: (loss_fn(m, batch, k), {}),
+    step_config=step_config(learning_rate=learning_rate, steps=steps, warmup_steps=warmup_steps),
+    loop=loop,
+    sample_batch=sample_batch,
+    key=key,
+    workdir=workdir,
+    config=config,
+    on_log=on_log,
+  )
+  return result.trainer.model(result.state), read_history(workdir)
 
 
 def train_denoiser(
@@ -135,6 +157,7 @@ def train_denoiser(
   ghm: G.GHM,
   model: nnx.Module,
   *,
+  workdir: str,
   steps: int,
   batch_size: int = 256,
   learning_rate: float = 2e-3,
@@ -144,21 +167,25 @@ def train_denoiser(
   train_leaves: Int[Array, "P ..."] | None = None,
   loss: str = "mse",
   steps_per_call: int = 50,
-  log_every: int = 500,
+  checkpoint_every: int | None = None,
+  on_log: Callable[[int, dict[str, float]], None] | None = None,
 ) -> tuple[nnx.Module, History]:
   r"""Trains a :math:`\sigma`-conditioned denoiser ``model(z, sigma) -> logits`` on VE noise.
 
-  Each step draws clean leaves (online from ``ghm``, or from ``train_leaves``), noise levels
-  :math:`\log\sigma \sim U[\log\sigma_{\min}, \log\sigma_{\max}]` and
+  Each step draws clean leaves on device (online from ``ghm``, or from ``train_leaves``), noise
+  levels :math:`\log\sigma \sim U[\log\sigma_{\min}, \log\sigma_{\max}]` and
   :math:`Z = X + \sigma G`, and minimises the MSE to the one-hot target
   :math:`\frac{1}{n_{\mathrm{leaf}}}\sum_j \lVert \mathrm{softmax}(\mathrm{logits}_j) - X_j
-  \rVert^2` (or the cross-entropy with ``loss="ce"``).
+  \rVert^2` (or the cross-entropy with ``loss="ce"``). The driver is
+  :func:`~mrflax.training.fit`: checkpoints in ``workdir`` (a finished run found there is
+  loaded, an interrupted one resumed bit for bit), metrics in ``workdir/metrics.jsonl``.
 
   Args:
-    key: PRNG key (data, noise).
+    key: PRNG key of the run (data, noise).
     ghm: the generating model (also fixes ``v`` and the leaf layout).
-    model: an NNX module such as :class:`~mrflax.nn.tree_nets.BPUNet`.
-    steps: optimiser steps.
+    model: an NNX module such as :class:`~mrflax.nn.tree_nets.BPUNet` (its initial weights).
+    workdir: the run directory (one per trained network).
+    steps: optimiser steps (a multiple of ``steps_per_call``).
     batch_size: sequences per step.
     learning_rate: peak Adam learning rate (cosine decay to 0).
     warmup_steps: linear warm-up steps.
@@ -166,18 +193,22 @@ def train_denoiser(
     sigma_max: largest training noise level.
     train_leaves: optional fixed training set ``[P, *leaf_shape]``; ``None`` = online.
     loss: ``"mse"`` or ``"ce"``.
-    steps_per_call: optimiser steps per compiled call (``lax.scan``).
-    log_every: log the loss every this many steps (0: never).
+    steps_per_call: optimiser steps per compiled call (``lax.scan``) and per logged record.
+    checkpoint_every: steps between checkpoints (default: one at the end).
+    on_log: ``fit``'s callback with every logged record ``(step, metrics)``.
 
   Returns:
     ``(trained model, History)``.
 
   Examples:
+    >>> import tempfile
     >>> from mrflax.nn import tree_nets
-    >>> g = G.random_hierarchy_model(jax.random.key(0), v=2, n_classes=2, m=1, s=2, L=1)
-    >>> net = tree_nets.BPUNet(v=2, s=2, L=1, width=4, rngs=nnx.Rngs(0))
-    >>> net, hist = train_denoiser(jax.random.key(1), g, net, steps=4, batch_size=8,
-    ...                            steps_per_call=2, log_every=0)
+    >>> g = G.random_hierarchy_model(jax.random.key(0), v=2, num_classes=2, m=1, s=2,
+    ...                              num_levels=1)
+    >>> net = tree_nets.BPUNet(v=2, s=2, num_levels=1, width=4, rngs=nnx.Rngs(0))
+    >>> net, hist = train_denoiser(jax.random.key(1), g, net, workdir=tempfile.mkdtemp(),
+    ...                            steps=4, batch_size=8, steps_per_call=2)  # doctest: +ELLIPSIS
+    [fit] ...
     >>> hist.step
     [2, 4]
   """
@@ -188,27 +219,41 @@ def train_denoiser(
   train = _as_train_set(ghm, train_leaves, None)
   v = ghm.v
 
-  def batch_loss(m, k):
-    k_data, k_sig, k_noise = jax.random.split(k, 3)
-    leaves, _ = _clean_batch(k_data, ghm, batch_size, train)
-    x = G.one_hot(leaves, v)
-    sigma = _log_uniform(k_sig, batch_size, sigma_min, sigma_max)
+  def batch_loss(m, batch, k):
+    k_sig, k_noise = jax.random.split(k)
+    x = G.one_hot(batch["leaves"], v)
+    sigma = log_uniform_sigmas(k_sig, batch_size, sigma_min, sigma_max)
     z = G.add_noise(k_noise, x, sigma=sigma)
     logits = m(z, sigma)
     if loss == "ce":
       return -jnp.mean(jnp.sum(x * jax.nn.log_softmax(logits, axis=-1), axis=-1))
     return jnp.mean(jnp.sum(jnp.square(jax.nn.softmax(logits, axis=-1) - x), axis=-1))
 
+  config = dict(
+    task="denoiser",
+    ghm=repr(ghm),
+    batch_size=batch_size,
+    learning_rate=learning_rate,
+    warmup_steps=warmup_steps,
+    sigma_min=sigma_min,
+    sigma_max=sigma_max,
+    train_set=None if train is None else int(train[0].shape[0]),
+    loss=loss,
+  )
   return _fit(
     key,
     model,
     batch_loss,
+    _batch_sampler(ghm, batch_size, train),
+    workdir=workdir,
     steps=steps,
+    batch_size=batch_size,
     learning_rate=learning_rate,
     warmup_steps=warmup_steps,
     steps_per_call=steps_per_call,
-    log_every=log_every,
-    name="denoiser",
+    checkpoint_every=checkpoint_every,
+    config=config,
+    on_log=on_log,
   )
 
 
@@ -217,6 +262,7 @@ def train_classifier(
   ghm: G.GHM,
   model: nnx.Module,
   *,
+  workdir: str,
   sigma: float,
   steps: int,
   batch_size: int = 256,
@@ -225,35 +271,43 @@ def train_classifier(
   train_leaves: Int[Array, "P ..."] | None = None,
   train_labels: Int[Array, " P"] | None = None,
   steps_per_call: int = 50,
-  log_every: int = 500,
+  checkpoint_every: int | None = None,
+  on_log: Callable[[int, dict[str, float]], None] | None = None,
 ) -> tuple[nnx.Module, History]:
   r"""Trains a classifier ``model(z, sigma) -> class logits`` with the cross-entropy
   :math:`-E \log \mathrm{softmax}(\mathrm{logits})_y` at a fixed noise level (``sigma = 0``:
   clean one-hot inputs, fed to the network as :math:`Z` with :math:`\sigma = 1` for the scale).
+  Driven by :func:`~mrflax.training.fit` like :func:`train_denoiser`.
 
   Args:
-    key: PRNG key.
+    key: PRNG key of the run.
     ghm: the generating model.
     model: e.g. :class:`~mrflax.nn.tree_nets.ConvNetClassifier`.
+    workdir: the run directory (one per trained network).
     sigma: noise level of the training (and test) data.
-    steps: optimiser steps.
+    steps: optimiser steps (a multiple of ``steps_per_call``).
     batch_size: sequences per step.
     learning_rate: peak learning rate.
     warmup_steps: warm-up steps.
     train_leaves: optional fixed training set ``[P, *leaf_shape]`` (online if ``None``).
     train_labels: its root classes ``[P]`` (required with ``train_leaves``).
-    steps_per_call: optimiser steps per compiled call.
-    log_every: logging period in steps (0: never).
+    steps_per_call: optimiser steps per compiled call and per logged record.
+    checkpoint_every: steps between checkpoints (default: one at the end).
+    on_log: ``fit``'s callback with every logged record ``(step, metrics)``.
 
   Returns:
     ``(trained model, History)``.
 
   Examples:
+    >>> import tempfile
     >>> from mrflax.nn import tree_nets
-    >>> g = G.random_hierarchy_model(jax.random.key(0), v=2, n_classes=2, m=1, s=2, L=1)
-    >>> net = tree_nets.ConvNetClassifier(v=2, n_classes=2, s=2, L=1, width=4, rngs=nnx.Rngs(0))
-    >>> net, hist = train_classifier(jax.random.key(1), g, net, sigma=0.5, steps=2,
-    ...                              batch_size=8, steps_per_call=2, log_every=0)
+    >>> g = G.random_hierarchy_model(jax.random.key(0), v=2, num_classes=2, m=1, s=2,
+    ...                              num_levels=1)
+    >>> net = tree_nets.ConvNetClassifier(v=2, num_classes=2, s=2, num_levels=1, width=4,
+    ...                                   rngs=nnx.Rngs(0))
+    >>> net, hist = train_classifier(jax.random.key(1), g, net, workdir=tempfile.mkdtemp(),
+    ...                              sigma=0.5, steps=2, batch_size=8, steps_per_call=2)
+    [fit] ...
     >>> len(hist.loss)
     1
   """
@@ -263,23 +317,35 @@ def train_classifier(
   v = ghm.v
   sig_in = sigma if sigma > 0 else 1.0
 
-  def batch_loss(m, k):
-    k_data, k_noise = jax.random.split(k)
-    leaves, labels = _clean_batch(k_data, ghm, batch_size, train)
-    z = G.add_noise(k_noise, G.one_hot(leaves, v), sigma=sigma)
+  def batch_loss(m, batch, k):
+    z = G.add_noise(k, G.one_hot(batch["leaves"], v), sigma=sigma)
     logits = m(z, jnp.full((batch_size,), sig_in))
+    labels = batch["labels"]
     return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=-1))
 
+  config = dict(
+    task="classifier",
+    ghm=repr(ghm),
+    sigma=sigma,
+    batch_size=batch_size,
+    learning_rate=learning_rate,
+    warmup_steps=warmup_steps,
+    train_set=None if train is None else int(train[0].shape[0]),
+  )
   return _fit(
     key,
     model,
     batch_loss,
+    _batch_sampler(ghm, batch_size, train),
+    workdir=workdir,
     steps=steps,
+    batch_size=batch_size,
     learning_rate=learning_rate,
     warmup_steps=warmup_steps,
     steps_per_call=steps_per_call,
-    log_every=log_every,
-    name="classifier",
+    checkpoint_every=checkpoint_every,
+    config=config,
+    on_log=on_log,
   )
 
 
@@ -287,7 +353,7 @@ def _as_train_set(ghm, leaves, labels, labels_required: bool = False):
   if leaves is None:
     return None
   leaves = jnp.asarray(leaves)
-  G.spec.check_leaves(ghm, leaves, event_dims=0, name="train_leaves")
+  check_leaves(ghm, leaves, event_dims=0, name="train_leaves")
   if leaves.ndim != 1 + len(ghm.leaf_shape):
     raise ValueError(f"train_leaves must be [P, *{ghm.leaf_shape}], got {leaves.shape}")
   if labels is None:
@@ -298,6 +364,12 @@ def _as_train_set(ghm, leaves, labels, labels_required: bool = False):
   if labels.shape != leaves.shape[:1]:
     raise ValueError(f"train_labels must have shape {leaves.shape[:1]}, got {labels.shape}")
   return leaves, labels
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(fn, z, sigma):
+  """``fn(z, sigma)``, compiled once per function and shape (the function is a static argument)."""
+  return fn(z, sigma)
 
 
 def predict(
@@ -313,9 +385,9 @@ def predict(
     >>> predict(lambda z, s: z * s[:, None], jnp.ones((5, 2)), jnp.arange(5.0), batch_size=2)[:, 0]
     Array([0., 1., 2., 3., 4.], dtype=float32)
   """
-  jf = jax.jit(fn)
   outs = [
-    jf(z[i : i + batch_size], sigma[i : i + batch_size]) for i in range(0, z.shape[0], batch_size)
+    _apply(fn, z[i : i + batch_size], sigma[i : i + batch_size])
+    for i in range(0, z.shape[0], batch_size)
   ]
   return jnp.concatenate(outs, axis=0)
 
@@ -323,11 +395,11 @@ def predict(
 def pure_denoiser(model: nnx.Module) -> Callable[[Array, Array], Array]:
   """A pure function ``(z, sigma) -> softmax(model(z, sigma))`` over a snapshot of the weights.
 
-  Usable inside ``jit``/``lax.scan`` (e.g. :func:`mrflax.ghm.reverse_ve`).
+  Usable inside ``jit``/``lax.scan`` (e.g. :func:`mrflax.diffusion.reverse_ve`).
 
   Examples:
     >>> from mrflax.nn import tree_nets
-    >>> net = tree_nets.BPUNet(v=2, s=2, L=1, width=4, rngs=nnx.Rngs(0))
+    >>> net = tree_nets.BPUNet(v=2, s=2, num_levels=1, width=4, rngs=nnx.Rngs(0))
     >>> pure_denoiser(net)(jnp.zeros((1, 2, 2)), jnp.ones(1)).sum(-1).tolist()
     [[1.0, 1.0]]
   """

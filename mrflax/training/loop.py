@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import math
 import signal
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import jax
 import numpy as np
@@ -27,7 +25,8 @@ from flax import nnx
 from mrflax import sharding
 from mrflax.training.checkpoint import Checkpointer
 from mrflax.training.metrics import MetricWriter, Progress, to_python
-from mrflax.training.steps import LossFn, StepConfig, Trainer, TrainState
+from mrflax.training.steps import BatchSampler, LossFn, StepConfig, Trainer, TrainState
+from mrflax.training.utils import host_array
 
 
 class TrainingDivergedError(RuntimeError):
@@ -90,21 +89,6 @@ class FitResult:
   best_eval: float | None = None
 
 
-def params_digest(tree: Any) -> str:
-  """SHA-256 of the bytes of every array leaf (in tree order): equal digests, equal weights."""
-  h = hashlib.sha256()
-  for x in jax.tree.leaves(tree):
-    h.update(np.ascontiguousarray(host_array(x)).tobytes())
-  return h.hexdigest()
-
-
-def host_array(x) -> np.ndarray:
-  """A numpy copy of a replicated (or host) array, on any process of a multi-process run."""
-  if isinstance(x, jax.Array) and not x.is_fully_addressable:
-    return np.asarray(x.addressable_data(0))
-  return np.asarray(jax.device_get(x))
-
-
 def _stack(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
   return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
 
@@ -115,13 +99,21 @@ def fit(
   loss_fn: LossFn,
   step_config: StepConfig,
   loop: LoopConfig,
-  train_iter: Iterator[dict[str, np.ndarray]],
+  train_iter: Iterator[dict[str, np.ndarray]] | None = None,
   workdir: str,
   config: dict | None = None,
   on_log: Callable[[int, dict[str, float]], None] | None = None,
   eval_fn: Callable[[nnx.Module], dict[str, float]] | None = None,
+  sample_batch: BatchSampler | None = None,
+  key: jax.Array | None = None,
 ) -> FitResult:
-  """Trains ``model_fn(rngs)`` with ``loss_fn`` on ``train_iter``; resumes from ``workdir``.
+  """Trains ``model_fn(rngs)`` with ``loss_fn`` on batches; resumes from ``workdir``.
+
+  The batches come from exactly one source: ``train_iter`` (host batches, e.g. a Grain iterator or
+  any iterator of dicts of numpy arrays), or ``sample_batch``, a pure function that ``fit`` calls
+  inside the compiled step, so the data are drawn on device (e.g. fresh sequences of a generative
+  model at every step) from :meth:`Trainer.data_key` of the train state: a resumed run sees the
+  same batches as an uninterrupted one.
 
   Args:
     model_fn: builds the model from ``nnx.Rngs`` (called once, with ``loop.seed``).
@@ -136,6 +128,10 @@ def fit(
     eval_fn: ``eval_fn(ema_model) -> {name: float}``, called every ``loop.eval_every``
       iterations (on every process: it may run collectives); its result holds
       ``loop.eval_metric``, which feeds :meth:`Checkpointer.save_best`.
+    sample_batch: ``sample_batch(key) -> global batch``, traced into the step (instead of
+      ``train_iter``); the batch is sharded over the data axis of the mesh.
+    key: the run's base key (typed or raw), from which every step key and data key is folded;
+      default ``jax.random.key(loop.seed)``.
 
   Returns:
     :class:`FitResult` with the final state (on the mesh), the last logged metrics and the last
@@ -143,9 +139,11 @@ def fit(
 
   Raises:
     TrainingDivergedError: ``loop.max_consecutive_skips`` updates in a row were skipped.
-    ValueError: ``loop.eval_every`` without an ``eval_fn``, or an evaluation result without
-      ``loop.eval_metric``.
+    ValueError: ``loop.eval_every`` without an ``eval_fn``, an evaluation result without
+      ``loop.eval_metric``, or not exactly one of ``train_iter`` and ``sample_batch``.
   """
+  if (train_iter is None) == (sample_batch is None):
+    raise ValueError("pass exactly one batch source: train_iter or sample_batch")
   if loop.eval_every and eval_fn is None:
     raise ValueError(f"loop.eval_every={loop.eval_every} needs an eval_fn")
   # ------------------------------------------------------------------------- mesh, state, restore
@@ -154,7 +152,8 @@ def fit(
   rep = sharding.replicated(mesh)
   model = model_fn(nnx.Rngs(loop.seed))
   trainer = Trainer(model, loss_fn, step_config)
-  state = jax.device_put(trainer.init_state(model, jax.random.key(loop.seed)), rep)
+  base_key = jax.random.key(loop.seed) if key is None else key
+  state = jax.device_put(trainer.init_state(model, base_key), rep)
   del model
   ckpt = Checkpointer(f"{workdir}/checkpoints", max_to_keep=loop.keep_checkpoints)
   restored = ckpt.restore(state, config=config)  # CheckpointMismatchError: the model changed
@@ -165,7 +164,7 @@ def fit(
     )
   if restored is not None:
     state, resumed_from = restored.state, restored.step
-    if restored.data_state and hasattr(train_iter, "set_state"):
+    if restored.data_state and train_iter is not None and hasattr(train_iter, "set_state"):
       train_iter.set_state(restored.data_state)
     logging.info("resumed from step %d in %s", resumed_from, ckpt.directory)
     print(f"[fit] resumed from checkpoint at step {resumed_from}", flush=True)
@@ -177,15 +176,32 @@ def fit(
 
   # -------------------------------------------------------------------------------------- compile
   k = loop.steps_per_call
-  step_fn = jax.jit(
-    trainer.train_steps,
-    donate_argnums=0,
-    in_shardings=(rep, sharding.batch_sharding(mesh, leading=1)),
-    out_shardings=(rep, rep),
-  )
+  if sample_batch is None:
+    step_fn = jax.jit(
+      trainer.train_steps,
+      donate_argnums=0,
+      in_shardings=(rep, sharding.batch_sharding(mesh, leading=1)),
+      out_shardings=(rep, rep),
+    )
 
-  def next_batches():
-    return sharding.shard_batch(_stack([next(train_iter) for _ in range(k)]), mesh, leading=1)
+    def next_batches():
+      return (sharding.shard_batch(_stack([next(train_iter) for _ in range(k)]), mesh, leading=1),)
+
+  else:
+    on_mesh = sharding.batch_sharding(mesh)
+
+    def sharded_sample(key):
+      return jax.lax.with_sharding_constraint(sample_batch(key), on_mesh)
+
+    step_fn = jax.jit(
+      lambda state: trainer.sampled_train_steps(state, sharded_sample, k),
+      donate_argnums=0,
+      in_shardings=(rep,),
+      out_shardings=(rep, rep),
+    )
+
+    def next_batches():
+      return ()
 
   start = int(host_array(state.step))
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0, start_step=start)
@@ -196,7 +212,7 @@ def fit(
   if start < loop.steps:
     batches = next_batches()
     t0 = time.perf_counter()
-    compiled = step_fn.lower(state, batches).compile()
+    compiled = step_fn.lower(state, *batches).compile()
     compile_s = time.perf_counter() - t0
     mem = compiled.memory_analysis()
     temp = getattr(mem, "temp_size_in_bytes", None)
@@ -222,7 +238,7 @@ def fit(
   step = start
   try:
     while step < loop.steps:
-      state, metrics = compiled(state, batches)
+      state, metrics = compiled(state, *batches)
       step += k
       position = _iter_state(train_iter)  # the data position that goes with this state
       if step < loop.steps:

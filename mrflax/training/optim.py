@@ -56,6 +56,8 @@ def make_transform(
 
   * ``"adamw"`` (VDVAE): Adam moments plus decoupled weight decay,
     :math:`u = \hat m / (\sqrt{\hat v} + \epsilon) + \lambda \theta`; the step is :math:`-\eta u`.
+    With ``weight_decay=0`` and ``b2=0.999`` this is optax's Adam (the GHM networks,
+    :func:`mrflax.training.ghm.step_config`).
   * ``"adamax"`` (Efficient-VDVAE): :math:`u = \hat m / \max(\beta_2 u, |g|)` plus decay.
 
   Examples:

@@ -32,6 +32,8 @@ from jaxtyping import Array, ArrayLike, Float
 from mrflax.training.optim import make_transform, warmup_cosine
 
 LossFn = Callable[[nnx.Module, dict[str, Array], Array], tuple[Float[Array, ""], dict[str, Any]]]
+BatchSampler = Callable[[Array], dict[str, Array]]
+"""``sample_batch(key) -> batch``: a pure, traceable function drawing a global batch on device."""
 
 
 @struct.dataclass
@@ -171,6 +173,14 @@ class Trainer:
     """The typed key of iteration ``state.step``: ``fold_in(base key, step)``."""
     return jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
 
+  def data_key(self, state: TrainState) -> Array:
+    """The key of iteration ``state.step``'s on-device batch: ``fold_in(step key, 1)``.
+
+    Independent of the loss's own key :meth:`step_key`, and a function of the train state only,
+    so a resumed run draws the very batches the uninterrupted run would have drawn.
+    """
+    return jax.random.fold_in(self.step_key(state), 1)
+
   # ------------------------------------------------------------------------------------- the steps
   def loss_and_grads(self, params, rest, batch, key):
     def f(p):
@@ -247,6 +257,22 @@ class Trainer:
       state, metrics = self.train_step(state, jax.tree.map(lambda b: b[0], batches))
       return state, jax.tree.map(lambda m: m[None], metrics)
     return jax.lax.scan(self.train_step, state, batches)
+
+  def sampled_train_steps(self, state: TrainState, sample_batch: BatchSampler, k: int):
+    """``k`` iterations in one call, each on a fresh batch ``sample_batch(data_key(state))``.
+
+    The batches are drawn inside the compiled call (on device), from keys of the train state.
+    Returns ``(new_state, metrics)`` with every metric stacked to shape ``[k]``; ``k = 1`` runs
+    without a loop (see :meth:`train_steps`).
+    """
+
+    def one(state, _):
+      return self.train_step(state, sample_batch(self.data_key(state)))
+
+    if k == 1:
+      state, metrics = one(state, None)
+      return state, jax.tree.map(lambda m: m[None], metrics)
+    return jax.lax.scan(one, state, None, length=k)
 
   def eval_step(
     self, state: TrainState, batch: dict[str, ArrayLike], key: Array, *, ema: bool = True

@@ -11,7 +11,7 @@ from mrflax.nn import DecBlock, decblock_as_sde
 
 
 def _block64(res, seed, n_blocks=5, **kw):
-  blk = DecBlock(res=res, width=8, zdim=3, n_blocks=n_blocks, rngs=nnx.Rngs(seed), **kw)
+  blk = DecBlock(res=res, width=8, zdim=3, num_applications=n_blocks, rngs=nnx.Rngs(seed), **kw)
   st = nnx.state(blk, nnx.Param)
   leaves, tree = jax.tree_util.tree_flatten(st)
   leaves = [
@@ -65,7 +65,7 @@ def test_temperature_scales_only_the_diffusion():
 
 
 def test_float32_relative():
-  blk = DecBlock(res=4, width=8, zdim=3, n_blocks=5, rngs=nnx.Rngs(0))
+  blk = DecBlock(res=4, width=8, zdim=3, num_applications=5, rngs=nnx.Rngs(0))
   h = jax.random.normal(jax.random.key(0), (1, 4, 4, 8))
   e = jax.random.normal(jax.random.key(1), (1, 4, 4, 8))
   eps = jax.random.normal(jax.random.key(2), (1, 4, 4, 3))

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments.ghm import common, run
 from experiments.ghm import config as ghm_config
-from experiments.ghm import run
 from mrflax import ghm as G
 
 
@@ -25,6 +25,8 @@ def test_small_e1_to_e4_write_results(tmp_path):
     for key in ("sigma", "mse_unet", "mmse_bp", "mse_local"):
       assert key in row
     assert row["mmse_bp"] <= row["mse_local"] + 1e-6  # BP is the Bayes denoiser
+  # every network is a checkpoint of its own; E4 loaded E3's U-Net instead of training another
+  assert len(list((tmp_path / "nets").glob("e3_unet-*/checkpoints"))) == 1
   pngs = sorted(p.name for p in tmp_path.glob("*.png"))
   assert {
     "e1_denoising.png",
@@ -56,7 +58,7 @@ def test_sample_metrics_on_known_sequences():
   # 5 sequences whose validity, roots, distinctness and membership in a training set are known
   # by construction: two copies of train[0], train[1], a novel valid one, and one whose first
   # leaf pair is the right-hand side of no rule (invalid from the first parse step on)
-  ghm = run._rhm(ghm_config.get_config("small_e3_ntrain").data)
+  ghm = common.rhm(ghm_config.get_config("small_e3_ntrain").data)
   roots, *_, leaves = (np.asarray(a) for a in G.sample_levels(jax.random.key(0), ghm, 64))
   train = leaves[:4]
   seen = {tuple(r) for r in train.tolist()}
@@ -66,13 +68,13 @@ def test_sample_metrics_on_known_sequences():
   invalid = leaves[0].copy()
   invalid[:2] = divmod(bad_pair, ghm.v)
   x = np.stack([train[0], train[0], train[1], leaves[novel], invalid])
-  m = run._sample_metrics(ghm, jnp.asarray(x), jnp.asarray(train))
-  assert m["validity_per_level"] == [0.8] * ghm.L
+  m = common.sample_metrics(ghm, jnp.asarray(x), jnp.asarray(train))
+  assert m["validity_per_level"] == [0.8] * ghm.num_levels
   assert m["distinct_fraction"] == 0.8
   assert m["copy_fraction"] == 0.6
-  hist = np.bincount(roots[[0, 0, 1, novel]], minlength=ghm.n_classes) / 4
-  assert m["root_tv"] == pytest.approx(0.5 * np.abs(hist - 1 / ghm.n_classes).sum(), abs=1e-4)
-  assert "copy_fraction" not in run._sample_metrics(ghm, jnp.asarray(x))
+  hist = np.bincount(roots[[0, 0, 1, novel]], minlength=ghm.num_classes) / 4
+  assert m["root_tv"] == pytest.approx(0.5 * np.abs(hist - 1 / ghm.num_classes).sum(), abs=1e-4)
+  assert "copy_fraction" not in common.sample_metrics(ghm, jnp.asarray(x))
 
 
 @pytest.mark.slow

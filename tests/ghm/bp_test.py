@@ -11,6 +11,7 @@ import pytest
 import scipy.stats
 
 from mrflax import ghm as G
+from mrflax.diffusion import reverse_ve, ve_sigma_grid
 
 # ---------------------------------------------------------------------------------------------
 # Brute force: enumerate every tree with non-zero probability (numpy, float64)
@@ -42,35 +43,39 @@ def _enumerate(model):
 def _brute_posteriors(model, trees, probs, z, lam):
   """Posterior marginals of every level (tree order), and log sum_x P(x) exp(lam sum_j z)."""
   levels = trees
-  z_seq = np.asarray(G.to_tree_order(jnp.asarray(z), level=model.L, ndim=model.ndim, event_dims=1))
-  n_leaf = levels[-1].shape[1]
+  z_seq = np.asarray(
+    G.to_tree_order(jnp.asarray(z), level=model.num_levels, ndim=model.ndim, event_dims=1)
+  )
+  num_leaves = levels[-1].shape[1]
   # loglik[b, t] = lam_b * sum_j z[b, j, x_tj]
-  gathered = z_seq[:, np.arange(n_leaf)[None, :], levels[-1]]  # [b, trees, leaves]
+  gathered = z_seq[:, np.arange(num_leaves)[None, :], levels[-1]]  # [b, trees, leaves]
   loglik = lam[:, None] * gathered.sum(-1)
   logw = np.log(probs)[None, :] + loglik
   log_ev = scipy.special.logsumexp(logw, axis=1)
   w = np.exp(logw - log_ev[:, None])
   marg = []
   for lv, x in enumerate(levels):
-    k = model.n_classes if lv == 0 else model.v
+    k = model.num_classes if lv == 0 else model.v
     onehot = np.eye(k)[x]  # [trees, n_l, k]
     marg.append(np.einsum("bt,tnk->bnk", w, onehot))
   return marg, log_ev
 
 
 MODELS = {
-  "dense_v2_s2_L3": dict(kind="dense", v=2, n_classes=2, s=2, L=3),
-  "dense_nc3_v2_s3_L2": dict(kind="dense", v=2, n_classes=3, s=3, L=2),
-  "rhm_v3_m2_s2_L3": dict(kind="rhm", v=3, n_classes=2, m=2, s=2, L=3),
-  "quad_rhm_v3_L2": dict(kind="rhm", v=3, n_classes=2, m=2, s=4, L=2, ndim=2),
+  "dense_v2_s2_L3": dict(kind="dense", v=2, num_classes=2, s=2, num_levels=3),
+  "dense_nc3_v2_s3_L2": dict(kind="dense", v=2, num_classes=3, s=3, num_levels=2),
+  "rhm_v3_m2_s2_L3": dict(kind="rhm", v=3, num_classes=2, m=2, s=2, num_levels=3),
+  "quad_rhm_v3_L2": dict(kind="rhm", v=3, num_classes=2, m=2, s=4, num_levels=2, ndim=2),
 }
 
 
-def _dense(seed, *, v, n_classes, s, L, ndim=1):
+def _dense(seed, *, v, num_classes, s, num_levels, ndim=1):
   """A dense random GHM built in numpy (Dirichlet(1) rows): siblings are correlated."""
   rng = np.random.default_rng(seed)
-  root = rng.dirichlet(np.ones(n_classes))
-  tables = [rng.dirichlet(np.ones(v**s), size=n_classes if i == 0 else v) for i in range(L)]
+  root = rng.dirichlet(np.ones(num_classes))
+  tables = [
+    rng.dirichlet(np.ones(v**s), size=num_classes if i == 0 else v) for i in range(num_levels)
+  ]
   return G.GHM(jnp.asarray(root), [jnp.asarray(t) for t in tables], s, ndim=ndim)
 
 
@@ -102,7 +107,7 @@ def test_bp_equals_brute_force(name):
     marg, log_ev = _brute_posteriors(model, trees, probs, np.asarray(z), 1 / sigma**2)
 
     res = G.belief_propagation(model, G.gaussian_leaf_log_messages(z, sigma=jnp.asarray(sigma)))
-    for lv in range(model.L + 1):
+    for lv in range(model.num_levels + 1):
       got = np.exp(np.asarray(res.log_marginals[lv]))
       if lv == 0:
         got = got[:, None, :]
@@ -129,7 +134,9 @@ def test_bp_equals_brute_force(name):
     )
     leaf = G.leaf_posteriors(model, z, sigma=jnp.asarray(sigma))
     np.testing.assert_allclose(
-      G.to_tree_order(leaf, level=model.L, ndim=model.ndim, event_dims=1), marg[-1], atol=1e-10
+      G.to_tree_order(leaf, level=model.num_levels, ndim=model.ndim, event_dims=1),
+      marg[-1],
+      atol=1e-10,
     )
     # Exact Gaussian log p(Z) = brute-force evidence + the X-independent normaliser.
     norm = G.gaussian_log_normaliser(z, sigma=jnp.asarray(sigma), event_ndim=model.ndim + 1)
@@ -149,7 +156,7 @@ def test_log_likelihood_equals_brute_force(name):
       table[x] = table.get(x, 0.0) + p
     seqs = np.array(list(table))
     want = np.log(np.array(list(table.values())))
-    grid = G.from_tree_order(jnp.asarray(seqs), level=model.L, ndim=model.ndim)
+    grid = G.from_tree_order(jnp.asarray(seqs), level=model.num_levels, ndim=model.ndim)
     np.testing.assert_allclose(G.log_likelihood(model, grid), want, atol=1e-12, rtol=0)
 
 
@@ -157,18 +164,18 @@ def test_log_likelihood_equals_brute_force(name):
 def test_clean_rhm_log_likelihood_closed_form(s, L, ndim):
   with jax.enable_x64(True):
     model = G.random_hierarchy_model(
-      jax.random.key(L), v=8, n_classes=8, m=2, s=s, L=L, ndim=ndim, dtype=jnp.float64
+      jax.random.key(L), v=8, num_classes=8, m=2, s=s, num_levels=L, ndim=ndim, dtype=jnp.float64
     )
     ll = G.log_likelihood(model, G.sample(jax.random.key(0), model, 16))
     want = -math.log(8) - (s**L - 1) // (s - 1) * math.log(2)
     np.testing.assert_allclose(ll, want, atol=1e-12, rtol=0)
-    assert want == pytest.approx(G.rhm_log_likelihood(n_classes=8, m=2, s=s, L=L))
+    assert want == pytest.approx(G.rhm_log_likelihood(num_classes=8, m=2, s=s, num_levels=L))
 
 
 def test_out_of_grammar_sequence_has_zero_probability():
   with jax.enable_x64(True):
     model = G.random_hierarchy_model(
-      jax.random.key(0), v=4, n_classes=2, m=2, s=2, L=2, dtype=jnp.float64
+      jax.random.key(0), v=4, num_classes=2, m=2, s=2, num_levels=2, dtype=jnp.float64
     )
     unused = np.flatnonzero(np.asarray(model.kernels[1]).sum(0) == 0)[0]  # no rule produces it
     x = np.array(G.sample(jax.random.key(1), model, 1))
@@ -180,7 +187,7 @@ def test_sigma_to_zero_returns_the_clean_input():
   with jax.enable_x64(True):
     for ndim, s in [(1, 2)]:  # grids: see the brute-force test
       model = G.random_hierarchy_model(
-        jax.random.key(0), v=4, n_classes=4, m=2, s=s, L=2, ndim=ndim, dtype=jnp.float64
+        jax.random.key(0), v=4, num_classes=4, m=2, s=s, num_levels=2, ndim=ndim, dtype=jnp.float64
       )
       levels = G.sample_levels(jax.random.key(1), model, 8)
       x = G.one_hot(levels[-1], 4, dtype=jnp.float64)
@@ -205,7 +212,7 @@ def test_sigma_to_infinity_returns_the_prior():
 
 
 def test_rows_sum_to_one_even_for_impossible_evidence():
-  model = G.random_hierarchy_model(jax.random.key(0), v=4, n_classes=2, m=2, s=2, L=3)
+  model = G.random_hierarchy_model(jax.random.key(0), v=4, num_classes=2, m=2, s=2, num_levels=3)
   z = 30.0 * jax.random.normal(jax.random.key(1), (16, 8, 4))
   msgs = G.gaussian_leaf_log_messages(z, sigma=0.1)  # extreme, mostly invalid evidence
   res = G.belief_propagation(model, msgs)
@@ -233,7 +240,7 @@ def test_score_is_the_gradient_of_the_log_evidence():
 @pytest.mark.slow
 def test_pythagoras_by_monte_carlo():
   """E|X - f|^2 = E|X - D*|^2 + E|f - D*|^2 for the local denoiser f (THEORY §7.2)."""
-  model = G.random_hierarchy_model(jax.random.key(0), v=6, n_classes=6, m=2, s=2, L=3)
+  model = G.random_hierarchy_model(jax.random.key(0), v=6, num_classes=6, m=2, s=2, num_levels=3)
   x = G.one_hot(G.sample(jax.random.key(1), model, 4000), 6)
   z = G.add_noise(jax.random.key(2), x, sigma=0.75)
   d_star = G.leaf_posteriors(model, z, sigma=0.75)
@@ -283,12 +290,12 @@ def test_posterior_samples_are_exact_chi_square():
 
 @pytest.mark.slow
 def test_oracle_reverse_diffusion_generates_valid_sequences():
-  model = G.random_hierarchy_model(jax.random.key(0), v=4, n_classes=4, m=2, s=2, L=3)
+  model = G.random_hierarchy_model(jax.random.key(0), v=4, num_classes=4, m=2, s=2, num_levels=3)
   denoise = lambda z, s: G.leaf_posteriors(model, z, sigma=s)
-  sigmas = G.ve_sigma_grid(K=20)
+  sigmas = ve_sigma_grid(num_steps=20)
   z0 = sigmas[0] * jax.random.normal(jax.random.key(1), (500, 8, 4))
-  zk = jax.jit(lambda k, z: G.reverse_ve(k, denoise, z, sigmas))(jax.random.key(2), z0)
-  x = G.decode(denoise, zk, float(sigmas[-1]))
+  zk = jax.jit(lambda k, z: reverse_ve(k, denoise, z, sigmas))(jax.random.key(2), z0)
+  x = G.decode_leaves(denoise, zk, float(sigmas[-1]))
   parsed = G.parse(model, x)
   assert float(parsed.valid[:, -1].mean()) > 0.99
   counts = np.bincount(np.asarray(parsed.root), minlength=4) / 500
@@ -296,7 +303,7 @@ def test_oracle_reverse_diffusion_generates_valid_sequences():
 
 
 def test_bad_inputs_raise(monkeypatch):
-  model = G.random_hierarchy_model(jax.random.key(0), v=4, n_classes=2, m=2, s=2, L=3)
+  model = G.random_hierarchy_model(jax.random.key(0), v=4, num_classes=2, m=2, s=2, num_levels=3)
   with pytest.raises(ValueError, match="8 leaves"):
     G.leaf_posteriors(model, jnp.zeros((2, 7, 4)), sigma=1.0)
   with pytest.raises(ValueError, match="channels"):
@@ -306,6 +313,8 @@ def test_bad_inputs_raise(monkeypatch):
   with monkeypatch.context() as m, pytest.raises(ValueError, match="integer"):
     m.setattr(jaxtyping.config, "jaxtyping_disable", True)  # float leaves break Int[Array]
     G.log_likelihood(model, jnp.zeros((2, 8)))
-  quad = G.random_hierarchy_model(jax.random.key(0), v=3, n_classes=2, m=2, s=4, L=2, ndim=2)
+  quad = G.random_hierarchy_model(
+    jax.random.key(0), v=3, num_classes=2, m=2, s=4, num_levels=2, ndim=2
+  )
   with pytest.raises(ValueError, match="spatial shape"):
     G.leaf_posteriors(quad, jnp.zeros((1, 16, 3)), sigma=1.0)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from mrflax.nn import count_params
 from mrflax.nn import tree_nets as TN
 
 
@@ -34,8 +35,8 @@ def test_grouped_dense_is_a_kernel_equals_stride_convolution(ndim, s):
 @pytest.fixture(scope="module")
 def nets():
   return {
-    "1d": TN.BPUNet(v=4, s=2, L=3, width=16, rngs=nnx.Rngs(0)),
-    "2d": TN.BPUNet(v=3, s=4, L=2, ndim=2, width=16, rngs=nnx.Rngs(0)),
+    "1d": TN.BPUNet(v=4, s=2, num_levels=3, width=16, rngs=nnx.Rngs(0)),
+    "2d": TN.BPUNet(v=3, s=4, num_levels=2, ndim=2, width=16, rngs=nnx.Rngs(0)),
   }
 
 
@@ -55,7 +56,7 @@ def test_unet_shapes_rows_and_output_residual(nets, name, shape):
   "kwargs", [dict(skips=False), dict(input_residual=False), dict(downsample="avg")]
 )
 def test_unet_ablations_run(kwargs):
-  net = TN.BPUNet(v=4, s=2, L=2, width=8, rngs=nnx.Rngs(0), **kwargs)
+  net = TN.BPUNet(v=4, s=2, num_levels=2, width=8, rngs=nnx.Rngs(0), **kwargs)
   out = jax.jit(lambda z, s: net(z, s))(jnp.eye(4)[None], jnp.ones(1))
   assert out.shape == (1, 4, 4) and bool(jnp.isfinite(out).all())
 
@@ -63,7 +64,7 @@ def test_unet_ablations_run(kwargs):
 def test_convnet_shapes_and_parameter_count():
   v, n_c, s, L, w, hid = 3, 5, 4, 2, 8, 6
   net = TN.ConvNetClassifier(
-    v=v, n_classes=n_c, s=s, L=L, ndim=2, width=w, hidden=hid, rngs=nnx.Rngs(0)
+    v=v, num_classes=n_c, s=s, num_levels=L, ndim=2, width=w, hidden=hid, rngs=nnx.Rngs(0)
   )
   assert jax.jit(lambda z, s: net(z, s))(jnp.zeros((2, 4, 4, 3)), jnp.ones(2)).shape == (2, 5)
   # by hand from the layer shapes: Dense(i, o) has i*o + o, LayerNorm(w) a scale and a bias
@@ -71,7 +72,7 @@ def test_convnet_shapes_and_parameter_count():
   mlp = 2 * w + dense(w, hid) + dense(hid, w)  # PatchMLP: LN, fc1, fc2
   expect = dense(v, w) + mlp + L * (dense(s * w, w) + mlp) + 2 * w + dense(w, n_c)
   assert expect == 999  # 32 + 126 + 2 * (264 + 126) + 16 + 45
-  assert TN.count_params(net) == expect
+  assert count_params(net) == expect
 
 
 def test_bad_inputs_raise(nets):
@@ -80,9 +81,9 @@ def test_bad_inputs_raise(nets):
   with pytest.raises(ValueError, match="v=4"):
     nets["1d"](jnp.zeros((1, 8, 3)), jnp.ones(1))
   with pytest.raises(ValueError, match="2\\*\\*ndim"):
-    TN.BPUNet(v=3, s=2, L=2, ndim=2, rngs=nnx.Rngs(0))
+    TN.BPUNet(v=3, s=2, num_levels=2, ndim=2, rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="downsample"):
-    TN.BPUNet(v=3, s=2, L=2, downsample="max", rngs=nnx.Rngs(0))
+    TN.BPUNet(v=3, s=2, num_levels=2, downsample="max", rngs=nnx.Rngs(0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,10 +97,12 @@ def test_exact_bp_with_true_tables_is_the_bayes_denoiser(ndim):
 
   s, v, n_c, L = (2, 4, 2, 3) if ndim == 1 else (4, 3, 2, 2)
   if ndim == 1:
-    model = G.random_hierarchy_model(jax.random.key(0), v=v, n_classes=n_c, m=2, s=s, L=L)
+    model = G.random_hierarchy_model(
+      jax.random.key(0), v=v, num_classes=n_c, m=2, s=s, num_levels=L
+    )
   else:
-    model = G.dirichlet_ghm(jax.random.key(0), v=v, n_classes=n_c, s=s, L=L, ndim=2)
-  net = TN.ExactBPDenoiser(v=v, n_classes=n_c, s=s, L=L, ndim=ndim, rngs=nnx.Rngs(0))
+    model = G.dirichlet_ghm(jax.random.key(0), v=v, num_classes=n_c, s=s, num_levels=L, ndim=2)
+  net = TN.ExactBPDenoiser(v=v, num_classes=n_c, s=s, num_levels=L, ndim=ndim, rngs=nnx.Rngs(0))
   net.set_tables(model)
   sigma = jnp.array([0.3, 0.5, 0.75, 1.0, 2.0, 3.0])
   x = G.one_hot(G.sample(jax.random.key(1), model, sigma.shape[0]), v)
@@ -107,13 +110,13 @@ def test_exact_bp_with_true_tables_is_the_bayes_denoiser(ndim):
   f = jax.jit(net.denoise)(z, sigma)
   np.testing.assert_allclose(f, G.leaf_posteriors(model, z, sigma=sigma), atol=1e-5)
   with pytest.raises(ValueError, match="does not match"):
-    TN.ExactBPDenoiser(v=v, n_classes=n_c, s=s, L=L + 1, ndim=ndim, rngs=nnx.Rngs(0)).set_tables(
-      model
-    )
+    TN.ExactBPDenoiser(
+      v=v, num_classes=n_c, s=s, num_levels=L + 1, ndim=ndim, rngs=nnx.Rngs(0)
+    ).set_tables(model)
 
 
 def test_exact_bp_gradients_are_finite_and_tables_normalised():
-  net = TN.ExactBPDenoiser(v=4, n_classes=2, s=2, L=3, rngs=nnx.Rngs(0))
+  net = TN.ExactBPDenoiser(v=4, num_classes=2, s=2, num_levels=3, rngs=nnx.Rngs(0))
   z = jax.random.normal(jax.random.key(0), (5, 8, 4))
   x = jax.nn.one_hot(jax.random.randint(jax.random.key(1), (5, 8), 0, 4), 4)
   sigma = jnp.array([0.2, 0.5, 1.0, 3.0, 10.0])
@@ -124,7 +127,7 @@ def test_exact_bp_gradients_are_finite_and_tables_normalised():
 
   loss, grads = loss_and_grad(net)
   leaves = jax.tree.leaves(grads)
-  assert bool(jnp.isfinite(loss)) and len(leaves) == 1 + net.L
+  assert bool(jnp.isfinite(loss)) and len(leaves) == 1 + net.num_levels
   assert all(bool(jnp.isfinite(g).all()) for g in leaves)
   assert any(float(jnp.abs(g).max()) > 0 for g in leaves)
   ghm = net.ghm()  # concrete parameters: validated by the GHM constructor
@@ -132,14 +135,15 @@ def test_exact_bp_gradients_are_finite_and_tables_normalised():
 
 
 @pytest.mark.slow  # ~30 s on 2 shared CPU cores
-def test_exact_bp_training_beats_the_per_leaf_baseline():
+def test_exact_bp_training_beats_the_per_leaf_baseline(tmp_path):
   from mrflax import ghm as G
   from mrflax.training import ghm as T
 
-  model = G.random_hierarchy_model(jax.random.key(0), v=4, n_classes=2, m=2, s=2, L=3)
-  net = TN.ExactBPDenoiser(v=4, n_classes=2, s=2, L=3, rngs=nnx.Rngs(0))
+  model = G.random_hierarchy_model(jax.random.key(0), v=4, num_classes=2, m=2, s=2, num_levels=3)
+  net = TN.ExactBPDenoiser(v=4, num_classes=2, s=2, num_levels=3, rngs=nnx.Rngs(0))
   net, _ = T.train_denoiser(
-    jax.random.key(1), model, net, steps=300, batch_size=64, learning_rate=5e-2,
+    jax.random.key(1), model, net, workdir=str(tmp_path), steps=300, batch_size=64,
+    learning_rate=5e-2,
     warmup_steps=20, steps_per_call=100,
   )  # fmt: skip
   sigma = 0.5

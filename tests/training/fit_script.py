@@ -13,6 +13,7 @@ import jax
 jax.config.update("jax_num_cpu_devices", 4)
 
 
+from mrflax import training  # noqa: E402
 from mrflax.training import loop  # noqa: E402
 from mrflax.training.steps import StepConfig  # noqa: E402
 from tests.training.toy import Toy, toy_iter, toy_loss  # noqa: E402
@@ -39,7 +40,9 @@ def main():
     config={"toy": True},
     on_log=on_log,
   )
-  print("DIGEST", loop.params_digest(result.state.params), loop.params_digest(result.state.ema))
+  print(
+    "DIGEST", training.params_digest(result.state.params), training.params_digest(result.state.ema)
+  )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mrflax import training
 from mrflax.training import loop
 from mrflax.training.steps import StepConfig
 from tests.training.toy import Toy, make_batch, toy_iter, toy_loss
@@ -45,10 +46,10 @@ def test_fit_logs_checkpoints_and_resumes_exactly(tmp_path, capsys):
   assert part.state.step == 8
   resumed = run(tmp_path / "part", 12)
   assert resumed.resumed_from == 8
-  assert loop.params_digest(resumed.state.params) == loop.params_digest(full.state.params)
-  assert loop.params_digest(resumed.state.ema) == loop.params_digest(full.state.ema)
+  assert training.params_digest(resumed.state.params) == training.params_digest(full.state.params)
+  assert training.params_digest(resumed.state.ema) == training.params_digest(full.state.ema)
   again = run(tmp_path / "part", 12)  # already done: nothing to do, same weights
-  assert loop.params_digest(again.state.params) == loop.params_digest(full.state.params)
+  assert training.params_digest(again.state.params) == training.params_digest(full.state.params)
 
 
 @pytest.mark.slow
@@ -162,8 +163,8 @@ def test_bad_loop_config(tmp_path):
 def test_digest_is_sensitive():
   a = {"w": np.zeros(3, np.float32)}
   b = {"w": np.array([0, 0, 1e-30], np.float32)}
-  assert loop.params_digest(a) != loop.params_digest(b)
-  assert loop.params_digest(a) == loop.params_digest({"w": np.zeros(3, np.float32)})
+  assert training.params_digest(a) != training.params_digest(b)
+  assert training.params_digest(a) == training.params_digest({"w": np.zeros(3, np.float32)})
 
 
 def test_skip_limit_is_checked_at_every_step_inside_a_call(tmp_path):
@@ -184,4 +185,81 @@ def test_skip_limit_is_checked_at_every_step_inside_a_call(tmp_path):
       steps_per_call=4,
       log_every=8,
       checkpoint_every=8,
+    )
+
+
+def _sample_toy(key):
+  """An on-device batch source for the toy regression (4 devices: batch 8 splits evenly)."""
+  import jax
+
+  x = jax.random.normal(key, (8, 4, 4, 2))
+  return {"x": x, "y": jnp.mean(x, axis=(1, 2, 3))}
+
+
+def run_sampled(workdir, steps, **kw):
+  import jax
+
+  cfg = dict(steps=steps, batch_size=8, steps_per_call=2, log_every=2, checkpoint_every=4, seed=3)
+  cfg.update(kw)
+  return loop.fit(
+    model_fn=lambda rngs: Toy(rngs=rngs),
+    loss_fn=toy_loss,
+    step_config=STEP,
+    loop=loop.LoopConfig(**cfg),
+    sample_batch=_sample_toy,
+    key=jax.random.key(11),
+    workdir=str(workdir),
+  )
+
+
+def test_fit_with_an_on_device_sampler_learns_and_resumes_exactly(tmp_path):
+  import jax
+
+  full = run_sampled(tmp_path / "full", 12)
+  records = [json.loads(r) for r in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in records] == [2, 4, 6, 8, 10, 12]
+  assert records[-1]["loss"] < records[0]["loss"]
+  # the batches come from the state's keys: a resumed run sees the same ones
+  run_sampled(tmp_path / "part", 8)
+  resumed = run_sampled(tmp_path / "part", 12)
+  assert resumed.resumed_from == 8
+  assert training.params_digest(resumed.state.params) == training.params_digest(full.state.params)
+  # the base key is the one given (another key, other batches, other weights)
+  assert int(full.state.step) == 12
+  np.testing.assert_array_equal(full.state.key, jax.random.key_data(jax.random.key(11)))
+  other = loop.fit(
+    model_fn=lambda rngs: Toy(rngs=rngs),
+    loss_fn=toy_loss,
+    step_config=STEP,
+    loop=loop.LoopConfig(steps=12, batch_size=8, steps_per_call=2, log_every=2, seed=3),
+    sample_batch=_sample_toy,
+    workdir=str(tmp_path / "other"),
+  )
+  assert training.params_digest(other.state.params) != training.params_digest(full.state.params)
+  # one step per call (no loop) draws the same batches as two per call
+  single = run_sampled(tmp_path / "single", 12, steps_per_call=1, log_every=1, checkpoint_every=4)
+  for a, b in zip(
+    jax.tree.leaves(single.state.params), jax.tree.leaves(full.state.params), strict=True
+  ):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_needs_exactly_one_batch_source(tmp_path):
+  with pytest.raises(ValueError, match="exactly one batch source"):
+    loop.fit(
+      model_fn=lambda rngs: Toy(rngs=rngs),
+      loss_fn=toy_loss,
+      step_config=STEP,
+      loop=loop.LoopConfig(steps=2, batch_size=8),
+      workdir=str(tmp_path),
+    )
+  with pytest.raises(ValueError, match="exactly one batch source"):
+    loop.fit(
+      model_fn=lambda rngs: Toy(rngs=rngs),
+      loss_fn=toy_loss,
+      step_config=STEP,
+      loop=loop.LoopConfig(steps=2, batch_size=8),
+      train_iter=toy_iter(),
+      sample_batch=_sample_toy,
+      workdir=str(tmp_path),
     )

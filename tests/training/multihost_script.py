@@ -16,7 +16,7 @@ def main(pid: int, port: str, workdir: str, out: str) -> None:
   import jax
   import numpy as np
 
-  from mrflax import data
+  from mrflax import data, training
   from mrflax.training import loop
   from tests.training.multihost_test import LOOP, STEP
   from tests.training.toy import Toy, toy_loss, toy_source
@@ -35,10 +35,10 @@ def main(pid: int, port: str, workdir: str, out: str) -> None:
     train_iter=it,
     workdir=workdir,
   )
-  leaves = [loop.host_array(x) for x in jax.tree.leaves(result.state.params)]
+  leaves = [training.host_array(x) for x in jax.tree.leaves(result.state.params)]
   if pid == 0:
     np.savez(out, *leaves)
-  print("DONE", pid, loop.params_digest(result.state.params), flush=True)
+  print("DONE", pid, training.params_digest(result.state.params), flush=True)
   jax.distributed.shutdown()
 
 

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
+from mrflax import training
 from mrflax.training import loop
 from mrflax.training.checkpoint import CheckpointMismatchError
 from mrflax.training.steps import StepConfig
@@ -58,7 +59,7 @@ def listing(d: pathlib.Path):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
   """An uninterrupted 12-step run: what every resumed run must end with."""
-  return loop.params_digest(run(tmp_path_factory.mktemp("ref"), 12).state.params)
+  return training.params_digest(run(tmp_path_factory.mktemp("ref"), 12).state.params)
 
 
 def test_changed_architecture_field_is_named_and_nothing_is_touched(tmp_path, reference):
@@ -76,7 +77,7 @@ def test_changed_architecture_field_is_named_and_nothing_is_touched(tmp_path, re
   # reverting the field resumes the run, which ends as if never interrupted
   resumed = run(tmp_path, 12)
   assert resumed.resumed_from == 4 and int(resumed.state.step) == 12
-  assert loop.params_digest(resumed.state.params) == reference
+  assert training.params_digest(resumed.state.params) == reference
 
 
 def test_changed_execution_only_field_resumes(tmp_path, capsys, reference):
@@ -85,7 +86,7 @@ def test_changed_execution_only_field_resumes(tmp_path, capsys, reference):
   out = capsys.readouterr().out
   assert resumed.resumed_from == 4 and int(resumed.state.step) == 12
   assert "config changed since that checkpoint (saved -> now): model.remat: False -> True" in out
-  assert loop.params_digest(resumed.state.params) == reference
+  assert training.params_digest(resumed.state.params) == reference
 
 
 def _truncate_data(step_dir: pathlib.Path):
@@ -117,7 +118,7 @@ def test_damaged_latest_is_set_aside_and_training_goes_past_it(tmp_path, capsys,
   assert len(aside) == 1 and listing(aside[0]) == damaged  # kept as it was, for inspection
   assert f"unreadable checkpoint kept as {aside[0]}" in out
   assert (ckpts / "8").is_dir() and (ckpts / "12").is_dir()  # step 8 saved afresh, then 12
-  assert loop.params_digest(resumed.state.params) == reference
+  assert training.params_digest(resumed.state.params) == reference
   # and the next resume reads the fresh step 12 without complaint
   again = run(tmp_path, 12)
   assert again.resumed_from == 12 and "unreadable" not in capsys.readouterr().out
