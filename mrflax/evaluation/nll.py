@@ -82,8 +82,8 @@ def hvae_log_weights(
   Examples:
     >>> import jax, jax.numpy as jnp
     >>> from flax import nnx
-    >>> from mrflax.nn import HVAE, presets
-    >>> model = HVAE(presets.get("micro4"), rngs=nnx.Rngs(0))
+    >>> from mrflax.nn import HVAE, get_preset
+    >>> model = HVAE(get_preset("micro4"), rngs=nnx.Rngs(0))
     >>> x = jnp.zeros((2, 4, 4, 1))
     >>> hvae_log_weights(model, {"image": x, "target": x}, jax.random.key(0),
     ...                  num_samples=3, chunk=2).shape

@@ -106,9 +106,9 @@ def micro():
   """The perturbed model (posterior != prior, rate well above zero) and a batch of 4 images."""
   from flax import nnx
 
-  from mrflax.nn import HVAE, presets
+  from mrflax.nn import HVAE, get_preset
 
-  model = HVAE(presets.get("micro4"), rngs=nnx.Rngs(0))
+  model = HVAE(get_preset("micro4"), rngs=nnx.Rngs(0))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   leaves, treedef = jax.tree.flatten(params)
   rng = np.random.default_rng(0)

@@ -11,21 +11,11 @@ import scipy.stats
 from flax import nnx
 from PIL import Image
 
+from experiments.hvae import from_config
 from experiments.hvae import train as hvae_train
 from experiments.hvae_claims import config as claims_config
-from experiments.hvae_claims import run
+from experiments.hvae_claims import run, runs
 from mrflax import nn
-
-
-def test_probe_and_spearman_are_right_on_known_data():
-  rng = np.random.default_rng(0)
-  assert run.spearman([1, 2, 3, 4], [10, 20, 25, 40]) == pytest.approx(1.0)
-  assert run.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-  x = rng.normal(size=(400, 5))
-  y = x @ np.array([1.0, -2.0, 0.5, 0.0, 0.0])
-  mask = np.arange(400) < 200
-  assert run.ridge_probe(x, y, mask, lam=1e-6)["r2"] > 0.999
-  assert run.ridge_probe(x, rng.permutation(y), mask)["r2"] < 0.1
 
 
 def _haar_spectrum_numpy(x):
@@ -76,13 +66,13 @@ def test_small_runs_write_results(tmp_path):
     for name in claims_config.EXPERIMENTS:
       run.RUNNERS[name](cfg, tmp_path)
     # one training serves time, sharing and point_mass; euler trains its shared cell
-    runs = sorted(p.parent.name for p in tmp_path.glob("*/summary.json"))
-    assert runs == ["euler_n5", "k1_s0"]
+    trained_runs = sorted(p.parent.name for p in tmp_path.glob("*/summary.json"))
+    assert trained_runs == ["euler_n5", "k1_s0"]
     summary = json.loads((tmp_path / "k1_s0" / "summary.json").read_text())
-    c = run.run_config(cfg, seed=0, share="1")
-    spec, trained = run.ema_model(c, tmp_path, "k1_s0")
+    c = runs.run_config(cfg, seed=0, share="1")
+    spec, trained = runs.ema_model(c, tmp_path, "k1_s0")
     init = jax.device_put(nn.HVAE(spec, rngs=nnx.Rngs(0)), jax.devices()[0])  # as restored
-    x = jnp.asarray(run.test_arrays(c)["image"])
+    x = jnp.asarray(runs.test_arrays(c)["image"])
     assert x.shape == (359, 8, 8, 1)
 
     # time: state RMS of the posterior pass (key seed + 10), recomputed here (the runner's
@@ -90,7 +80,7 @@ def test_small_runs_write_results(tmp_path):
     time_ = json.loads((tmp_path / "time.json").read_text())
     assert time_["resolutions"] == [1, 4, 8, 8, 8]
     for label, model in (("trained", trained), ("init", init)):
-      rms = _rms(run._posterior_pass(model, x, jax.random.key(10))[:-1])
+      rms = _rms(runs.posterior_pass(model, x, jax.random.key(10))[:-1])
       np.testing.assert_allclose(time_["models"][label]["rms_posterior"], rms, rtol=1e-4)
       # Spearman within the 8x8 blocks (2, 3, 4), by scipy's independent implementation
       expect = scipy.stats.spearmanr([2, 3, 4], rms[2:]).statistic
@@ -109,7 +99,7 @@ def test_small_runs_write_results(tmp_path):
     n_params = sum(p.size for p in jax.tree.leaves(nnx.state(trained, nnx.Param)))
     assert row["params"] == summary["params"] == n_params
     assert (row["n_cells"], row["n_applications"]) == (5, 5)
-    source = hvae_train.open_splits(c)[hvae_train.splits(c)["eval"]]
+    source = from_config.open_splits(c)[from_config.splits(c)["eval"]]
     res = hvae_train.evaluate_split(c, spec, trained, source, key=jax.random.key(1))
     assert res.bits_per_dim == pytest.approx(row["bits_per_dim"], rel=1e-6)  # the EMA weights
     e = summary["eval"]
@@ -121,10 +111,10 @@ def test_small_runs_write_results(tmp_path):
     assert row["zeta"] == 0.0 and row["bits_per_dim"] == summary["eval"]["bits_per_dim"]
     assert row["kl_per_block"] == summary["eval"]["kl_per_block"]
     assert row["skipped"] == summary["skipped_updates"] == 0
-    targets = run.test_arrays(c)["target"]
+    targets = runs.test_arrays(c)["target"]
     np.testing.assert_allclose(pm["data_haar_spectrum"], _haar_spectrum_numpy(targets), atol=1e-6)
     # exposure ratio: prior RMS over the RMS of a posterior pass (key seed + 20) recomputed here
-    post = _rms(run._posterior_pass(trained, x, jax.random.key(20))[:-1])
+    post = _rms(runs.posterior_pass(trained, x, jax.random.key(20))[:-1])
     assert set(row["prior"]) == {str(t) for t in cfg.temperatures}
     for t in row["prior"].values():
       assert sum(t["haar_spectrum"]) == pytest.approx(1.0, abs=1e-5)
