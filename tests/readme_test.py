@@ -16,4 +16,4 @@ def test_readme_python_snippets_run():
   for block in blocks:  # later snippets may use names from earlier ones, as a reader would
     exec(compile(block, str(README), "exec"), namespace)
   assert namespace["loss"].shape == () and namespace["samples"].shape == (16, 8, 8, 1)
-  assert namespace["shared"].n_cells == 5
+  assert namespace["shared"].num_cells == 5

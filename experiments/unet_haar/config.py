@@ -22,7 +22,7 @@ Variants (``config.py:<arg>``):
   bottleneck at 7x7), widths (16, 32, 32), 600 Adam steps at batch 32 (peak lr 2e-3, 50 warm-up
   steps, cosine to 0, clip 1), seeds 0-2; three poolings plus three retrained avg-pool skip
   variants = 18 trainings; the first 1,000 test images (U1 on 500). Data: the Debian IDX files,
-  read directly (``apt-get install dataset-fashion-mnist``).
+  read with ``mrflax.data.idx_arrays`` (``apt-get install dataset-fashion-mnist``).
   Command: ``nice -n 5 python -m experiments.main
   --config=experiments/unet_haar/config.py:fashion --workdir=/tmp/unet_haar_fashion``.
   Hardware: the shared 2-core x86_64 CPU (load 5-9 from other jobs), jax 0.10.2.
@@ -32,9 +32,9 @@ Variants (``config.py:<arg>``):
   skip kept full (per-call ``skip_mode=(mode, "full")`` in training and evaluation): the avg-pool
   net with full skips plus three retrainings, 3 seeds each, same budget and data as ``fashion``.
   Writes ``results/fashion_finest.*``.
-* ``digits``: scikit-learn's 8x8 digits (1,438 train / 359 test, import_digits' split), two
-  levels (8 -> 4 -> 2), widths (16, 32, 32), 1,000 steps at batch 64, seeds 0-2. Command as above
-  with ``:digits``. Writes ``results/digits.*``.
+* ``digits``: scikit-learn's 8x8 digits (1,438 train / 359 test: ``mrflax.data.digits_arrays``,
+  the split of import_digits), two levels (8 -> 4 -> 2), widths (16, 32, 32), 1,000 steps at
+  batch 64, seeds 0-2. Command as above with ``:digits``. Writes ``results/digits.*``.
 * ``fashion32``: Fashion-MNIST padded to 32x32 with three levels (widths (16, 32, 32, 32)); ready,
   not run by default (about 1.3x the cost of ``fashion``).
 * ``small``: digits, avg and conv pooling and the no-skip retraining, widths (8, 8, 8), 3 steps,
@@ -67,8 +67,10 @@ def _base() -> ml_collections.ConfigDict:
   c.optim = ml_collections.ConfigDict(
     dict(lr=2e-3, warmup_steps=50, b1=0.9, b2=0.999, grad_clip=1.0)
   )
+  # trained with mrflax.training.fit in <workdir>/train/<group>/seed<s>: loss logged in windows
+  # tiling the last 10% of the steps, a checkpoint every checkpoint_every steps (resumable)
   c.train = ml_collections.ConfigDict(
-    dict(steps=600, batch_size=32, sigma_min=0.1, sigma_max=1.0, log_every=250)
+    dict(steps=600, batch_size=32, sigma_min=0.1, sigma_max=1.0, checkpoint_every=200)
   )
   c.eval = ml_collections.ConfigDict(
     dict(
@@ -105,7 +107,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.widths = (16, 32, 32)
     c.train.steps = 1000
     c.train.batch_size = 64
-    c.train.log_every = 500
+    c.train.checkpoint_every = 250
     c.eval.n_test = 359
     c.eval.n_features = 359
     c.eval.batch_size = 359
@@ -119,7 +121,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       c.optim.warmup_steps = 1
       c.train.steps = 3
       c.train.batch_size = 16
-      c.train.log_every = 0
       c.eval.n_test = 48
       c.eval.n_features = 32
       c.eval.batch_size = 48

@@ -12,6 +12,12 @@ downsampler leak, output spectrum) and U2 (test-time skip replacement, retrainin
 subset with fixed noise. Writes ``<name>.json`` and ``<name>_{u1,u2,examples}.png`` into
 ``config.results_dir`` (or the workdir when that is empty) and ``config.json`` into the workdir. The
 config is converted to keyword arguments here; the library never sees a ConfigDict.
+
+Every training goes through :func:`mrflax.training.fit` in ``<workdir>/train/<group>/seed<s>``
+(checkpoints, ``metrics.jsonl``): a run started again with the same workdir skips the trainings
+that finished and resumes the one that was interrupted. The measurements are in
+:mod:`experiments.unet_haar.analysis`, the rules in :mod:`experiments.unet_haar.verdicts`, the
+figures in :mod:`experiments.unet_haar.plots`.
 """
 
 from __future__ import annotations
@@ -20,86 +26,89 @@ import functools
 import json
 import math
 import os
-import pathlib
 import time
 
 import flax
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
 from absl import logging
 from flax import nnx
 
-from mrflax import wavelets as W
-from mrflax.data import pad_to, read_idx
-from mrflax.nn import UNet
-from mrflax.nn.unet import transform_skip
-from mrflax.training.steps import StepConfig, Trainer
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-ABLATIONS = ("detail", "approx", "none")  # U2 skip replacements (full = baseline)
+from experiments.unet_haar import analysis, plots
+from experiments.unet_haar.verdicts import verdicts
+from mrflax import data as mrdata
+from mrflax.diffusion import log_uniform_sigmas
+from mrflax.nn import UNet, count_params
+from mrflax.training import LoopConfig, StepConfig, fit
 
 # ---------------------------------------------------------------------------------------------
-# Data
+# Data and noise
 # ---------------------------------------------------------------------------------------------
-
-
-def _read_idx_images(source: str, stem: str) -> np.ndarray:
-  for suffix in (".gz", ""):
-    path = pathlib.Path(source) / f"{stem}{suffix}"
-    if path.exists():
-      return read_idx(path)
-  raise FileNotFoundError(
-    f"{stem}[.gz] not found under {source!r}: apt-get install dataset-fashion-mnist "
-    "(IDX files in /usr/share/datasets/fashion-mnist) or set --config.data.source"
-  )
 
 
 def load_images(data) -> tuple[np.ndarray, np.ndarray]:
-  """``(train, test)`` float32 images ``[n, h, w, 1]`` scaled to [-1, 1] (padding is black)."""
-  if data.name == "fashion_mnist":
-    train = _read_idx_images(data.source, "train-images-idx3-ubyte")
-    test = _read_idx_images(data.source, "t10k-images-idx3-ubyte")
-  elif data.name == "digits":
-    from sklearn.datasets import load_digits
+  """``(train, test)`` float32 images ``[n, h, w, 1]`` scaled to [-1, 1] (padding is black).
 
-    # the split of mrflax.data.import_digits: rescale 0..16 to uint8, fixed-seed permutation
-    images = np.round(load_digits().images * (255.0 / 16.0)).astype(np.uint8)
-    order = np.random.default_rng(data.split_seed).permutation(len(images))
-    n_test = round(len(images) * 0.2)
-    test, train = images[order[:n_test]], images[order[n_test:]]
+  Fashion-MNIST from the IDX files in ``data.source`` (:func:`mrflax.data.idx_arrays`, file
+  order); the digits with :func:`mrflax.data.digits_arrays`' split (that of ``import_digits``).
+  """
+  if data.name == "fashion_mnist":
+    splits = mrdata.idx_arrays(data.source, name="fashion_mnist")
+  elif data.name == "digits":
+    splits = mrdata.digits_arrays(seed=data.split_seed)
   else:
     raise ValueError(f"data.name must be 'fashion_mnist' or 'digits', got {data.name!r}")
 
-  def prep(u8: np.ndarray) -> np.ndarray:
-    x = u8[..., None]
+  def prep(x: np.ndarray) -> np.ndarray:
     if data.pad_to:
-      x = np.stack([pad_to(im, data.pad_to) for im in x])
+      x = np.stack([mrdata.pad_to(im, data.pad_to) for im in x])
     return (x.astype(np.float32) / 127.5 - 1.0).astype(np.float32)
 
-  return prep(train), prep(test)
+  return prep(splits["train"][0]), prep(splits["test"][0])
 
 
 def add_noise(key, x, *, sigma_min: float, sigma_max: float):
-  """``(x + σ ε, σ)`` with :math:`\\log σ \\sim U[\\log σ_{min}, \\log σ_{max}]` per example."""
+  """``(x + σ ε, σ)``, σ log-uniform per example (:func:`mrflax.diffusion.log_uniform_sigmas`)."""
   k_sigma, k_eps = jax.random.split(key)
-  log_sigma = jax.random.uniform(
-    k_sigma, (x.shape[0],), minval=math.log(sigma_min), maxval=math.log(sigma_max)
-  )
-  sigma = jnp.exp(log_sigma)
+  sigma = log_uniform_sigmas(k_sigma, x.shape[0], sigma_min, sigma_max)
   return x + sigma[:, None, None, None] * jax.random.normal(k_eps, x.shape, x.dtype), sigma
 
 
-def dyadic_levels(side: int) -> int:
-  """How many times ``side`` halves exactly (28 -> 2, 32 -> 5, 8 -> 3)."""
-  n = 0
-  while side % 2 == 0:
-    side //= 2
-    n += 1
-  return n
+class Batches:
+  """Minibatches ``{"x": ...}`` of ``x`` in the order of ``np.random.default_rng(seed)``.
+
+  A fresh permutation is drawn whenever the next batch would run past the end (the rest of the
+  epoch is dropped). ``get_state`` / ``set_state`` (the number of batches drawn) let ``fit``
+  checkpoint the position, so a resumed training sees the same batches.
+  """
+
+  def __init__(self, x: np.ndarray, batch_size: int, seed: int):
+    self.x, self.batch_size, self.seed = x, batch_size, seed
+    self.set_state({"drawn": 0})
+
+  def get_state(self) -> dict:
+    return {"drawn": self.drawn}
+
+  def set_state(self, state: dict) -> None:
+    self._rng = np.random.default_rng(self.seed)
+    self._order, self._pos, self.drawn = self._rng.permutation(len(self.x)), 0, 0
+    for _ in range(int(state["drawn"])):
+      self._indices()
+
+  def _indices(self) -> np.ndarray:
+    if self._pos + self.batch_size > len(self.x):
+      self._order, self._pos = self._rng.permutation(len(self.x)), 0
+    idx = self._order[self._pos : self._pos + self.batch_size]
+    self._pos += self.batch_size
+    self.drawn += 1
+    return idx
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    return {"x": self.x[self._indices()]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,38 +141,21 @@ def groups(cfg) -> list[tuple[str, dict, tuple[str, ...] | None]]:
   return out
 
 
-def make_model(cfg, arch: dict, seed: int) -> UNet:
+def make_model(cfg, arch: dict, rngs: nnx.Rngs) -> UNet:
   return UNet(
     in_features=1,
     out_features=1,
     widths=tuple(cfg.model.widths),
     noise_conditioning=cfg.model.noise_conditioning,
-    rngs=nnx.Rngs(seed),
+    rngs=rngs,
     **arch,
   )
 
 
-def train_group(
-  cfg, arch: dict, train_x: np.ndarray, *, modes: tuple[str, ...] | None = None
-) -> tuple[Trainer, list[dict]]:
-  """Trains one architecture for every seed with one compiled step (same graph for all seeds).
-
-  ``modes`` (optional) overrides the skip variant per level in every training call.
-
-  Seed ``s`` fixes the initialisation, the data order and the training noise; the data order and
-  noise are therefore the same for every architecture at a given seed (paired comparisons).
-  """
-  cond = cfg.model.noise_conditioning
-  t = cfg.train
-
-  def loss_fn(model, batch, key):
-    x = batch["x"]
-    z, sigma = add_noise(key, x, sigma_min=t.sigma_min, sigma_max=t.sigma_max)
-    y = model(z, sigma if cond else None, skip_mode=modes)
-    return jnp.mean(jnp.square(y - x)), {}
-
-  o = cfg.optim
-  step_cfg = StepConfig(
+def step_config(cfg) -> StepConfig:
+  """Adam (no weight decay), linear warm-up then cosine to 0, clipping; no skipping, no EMA."""
+  o, t = cfg.optim, cfg.train
+  return StepConfig(
     optimizer="adamw",
     lr=o.lr,
     warmup_steps=o.warmup_steps,
@@ -175,388 +167,88 @@ def train_group(
     skip_threshold=None,
     ema_decay=None,
   )
-  trainer = Trainer(make_model(cfg, arch, cfg.seeds[0]), loss_fn, step_cfg)
-  step = jax.jit(trainer.train_step, donate_argnums=0)
-  n, b = train_x.shape[0], t.batch_size
+
+
+def loop_config(cfg, seed: int) -> LoopConfig:
+  """Logs in windows that tile the last 10% of the steps (their mean loss goes into the JSON);
+  checkpoints at a multiple of the window (``train.checkpoint_every``, rounded up)."""
+  t = cfg.train
+  window = math.gcd(t.steps, max(t.steps // 10, 1))
+  every = min(window * math.ceil((t.checkpoint_every or t.steps) / window), t.steps)
+  return LoopConfig(
+    steps=t.steps,
+    batch_size=t.batch_size,
+    log_every=window,
+    checkpoint_every=every,
+    keep_checkpoints=2,
+    seed=seed,
+  )
+
+
+def last_losses_mean(rundir: str, after: int) -> float:
+  """Mean of the logged window losses after step ``after`` (last record of each step)."""
+  by_step = {}
+  with open(os.path.join(rundir, "metrics.jsonl")) as f:
+    for line in f:
+      r = json.loads(line)
+      if "loss" in r and r["step"] > after:
+        by_step[r["step"]] = r["loss"]
+  return float(np.mean(list(by_step.values())))
+
+
+def train_group(cfg, label: str, arch: dict, train_x: np.ndarray, workdir: str, *, modes=None):
+  """Trains one architecture for every seed with :func:`fit`; returns one dict per seed.
+
+  ``modes`` (optional) overrides the skip variant per level in every training call. Seed ``s``
+  fixes the initialisation, the data order and the training noise; the data order and noise are
+  therefore the same for every architecture at a given seed (paired comparisons).
+  """
+  cond, t = cfg.model.noise_conditioning, cfg.train
+
+  def loss_fn(model, batch, key):
+    x = batch["x"]
+    z, sigma = add_noise(key, x, sigma_min=t.sigma_min, sigma_max=t.sigma_max)
+    y = model(z, sigma if cond else None, skip_mode=modes)
+    return jnp.mean(jnp.square(y - x)), {}
+
+  run_config = dict(
+    label=label,
+    arch=arch,
+    modes=modes,
+    model=cfg.model.to_dict(),
+    optim=cfg.optim.to_dict(),
+    train=cfg.train.to_dict(),
+    data=cfg.data.to_dict(),
+  )
   runs = []
   for seed in cfg.seeds:
-    model = make_model(cfg, arch, seed)
-    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
-    state = trainer.init_state(model, jax.random.key(seed))
-    rng = np.random.default_rng(seed)
-    order, pos = rng.permutation(n), 0
-    losses, first_s = [], None
+    rundir = os.path.join(
+      workdir, "train", label.replace("/", "_").replace(":", "-"), f"seed{seed}"
+    )
     t0 = time.perf_counter()
-    for i in range(t.steps):
-      if pos + b > n:
-        order, pos = rng.permutation(n), 0
-      state, metrics = step(state, {"x": train_x[order[pos : pos + b]]})
-      pos += b
-      losses.append(metrics["loss"])
-      if i == 0:
-        first_s = time.perf_counter() - t0
-      if t.log_every and (i + 1) % t.log_every == 0:
-        recent = float(np.mean(jax.device_get(losses[-t.log_every :])))
-        logging.info(
-          "%s %s seed %d step %d/%d loss %.5f (%.0f s)",
-          arch,
-          modes or "",
-          seed,
-          i + 1,
-          t.steps,
-          recent,
-          time.perf_counter() - t0,
-        )
-    losses = np.asarray(jax.device_get(losses), np.float64)
+    result = fit(
+      model_fn=functools.partial(make_model, cfg, arch),
+      loss_fn=loss_fn,
+      step_config=step_config(cfg),
+      loop=loop_config(cfg, seed),
+      train_iter=Batches(train_x, t.batch_size, seed),
+      workdir=rundir,
+      config=json.loads(json.dumps(run_config | dict(seed=seed))),
+    )
+    state = result.state
     runs.append(
       dict(
         seed=seed,
-        state=state,
-        n_params=n_params,
-        train_loss_curve=losses,
-        first_step_seconds=round(first_s, 1),
+        graphdef=result.trainer.graphdef,
+        params=state.params,
+        rest=state.rest,
+        n_params=count_params(state.params),
+        train_loss_last10pct=last_losses_mean(rundir, t.steps - max(t.steps // 10, 1)),
+        compile_s=round(result.compile_s, 1),
         train_seconds=round(time.perf_counter() - t0, 1),
       )
     )
-  return trainer, runs
-
-
-# ---------------------------------------------------------------------------------------------
-# Evaluation (U1, U2)
-# ---------------------------------------------------------------------------------------------
-
-
-def _energy_ratio(num, den):
-  """Per-example ``|num|^2 / |den|^2`` (mean-convention L² norms; the ratio is convention-free)."""
-  return W.l2_inner(num, num, ndim=2) / W.l2_inner(den, den, ndim=2)
-
-
-def make_eval_fns(trainer: Trainer, *, pooling: str, cond: bool, spectrum_levels: int):
-  """Compiled ``predict`` (output and per-example MSE for a skip variant) and ``features`` (U1)."""
-  graphdef = trainer.graphdef
-
-  @functools.partial(jax.jit, static_argnames="modes")
-  def predict(params, rest, z, sigma, x, modes=None):
-    model = nnx.merge(graphdef, params, rest, copy=True)
-    y = model(z, sigma if cond else None, skip_mode=modes)
-    return y, jnp.mean(jnp.square(y - x), axis=(1, 2, 3))
-
-  @jax.jit
-  def features(params, rest, z, sigma, x):
-    model = nnx.merge(graphdef, params, rest, copy=True)
-    y, f = model(z, sigma if cond else None, return_features=True)
-    skip_w, coarse_w, leak = [], [], []
-    for j, (h, c, d) in enumerate(zip(f.skips, f.coarse, f.down, strict=True)):
-      # Down(ιP h): for avg and max pooling it is P h (all four children equal); for the strided
-      # conv it is the conv applied to the piecewise-constant ιP h.
-      ph = W.project(h, ndim=2)
-      down_approx = model.down[j](W.embed(ph, ndim=2)) if pooling == "conv" else ph
-      skip_w.append(_energy_ratio(transform_skip(h, "detail"), h))
-      coarse_w.append(_energy_ratio(transform_skip(c, "detail"), c))
-      leak.append(_energy_ratio(d - down_approx, d))
-
-    def bands(v):  # energy per Haar level [approx, coarsest detail, ..., finest detail]
-      return W.band_energies(W.haar_analysis(v, levels=spectrum_levels, ndim=2)).per_level()
-
-    centre = lambda v: v - jnp.mean(v, axis=(1, 2, 3), keepdims=True)
-    return dict(
-      skip_w=jnp.stack(skip_w, -1),
-      coarse_w=jnp.stack(coarse_w, -1),
-      leak=jnp.stack(leak, -1),
-      e_target=bands(centre(x)),
-      e_output=bands(centre(y)),
-      e_error=bands(y - x),
-    )
-
-  return predict, features
-
-
-def skip_variants(n_levels: int, per_level: bool) -> dict[str, tuple[str, ...]]:
-  """U2 (a) variants: name -> skip mode per level (finest first). Level names use THEORY's j
-  (the finest skip is j = n_levels, the coarsest j = 1)."""
-  out = {"full": ("full",) * n_levels}
-  for mode in ABLATIONS:
-    out[f"all:{mode}"] = (mode,) * n_levels
-  if per_level and n_levels > 1:
-    for i in range(n_levels):
-      for mode in ABLATIONS:
-        modes = ["full"] * n_levels
-        modes[i] = mode
-        out[f"j{n_levels - i}:{mode}"] = tuple(modes)
-  return out
-
-
-def _batched(fn, n: int, bs: int, *arrays):
-  outs = [fn(*(a[i : i + bs] for a in arrays)) for i in range(0, n, bs)]
-  return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *outs)
-
-
-def evaluate_run(
-  run: dict, predict, features, test, *, variants, n_features: int, bs: int, example_idx
-):
-  """Per-example losses of every skip variant, U1 statistics, example outputs for one net."""
-  params, rest = run["state"].params, run["state"].rest
-  x, z, sigma = test
-  losses, examples = {}, {}
-  for name, modes in variants.items():
-    y, mse = _batched(
-      lambda z_, s_, x_, m=modes: predict(params, rest, z_, s_, x_, modes=m),
-      len(x),
-      bs,
-      z,
-      sigma,
-      x,
-    )
-    losses[name] = mse
-    examples[name] = y[example_idx]
-  n_f = min(n_features, len(x))
-  feats = _batched(
-    lambda z_, s_, x_: features(params, rest, z_, s_, x_), n_f, bs, z[:n_f], sigma[:n_f], x[:n_f]
-  )
-  return losses, feats, examples
-
-
-# ---------------------------------------------------------------------------------------------
-# Summaries and verdicts
-# ---------------------------------------------------------------------------------------------
-
-
-def _ms(values) -> dict:
-  """Mean and s.d. (ddof = 1; 0 for one seed) over seeds, plus the per-seed values."""
-  v = np.asarray(values, np.float64)
-  sd = np.std(v, axis=0, ddof=1) if v.shape[0] > 1 else np.zeros(v.shape[1:])
-  return dict(mean=np.mean(v, 0).tolist(), sd=np.asarray(sd).tolist(), seeds=v.tolist())
-
-
-def summarise_run(losses: dict, feats: dict, sigma: np.ndarray, sigma_edges) -> dict:
-  """One seed: loss per variant (overall and per σ tercile), Δloss, U1 means, spectra."""
-  full = losses["full"]
-  bins = np.digitize(sigma, sigma_edges)
-  out = dict(
-    loss={k: float(np.mean(v)) for k, v in losses.items()},
-    delta_loss={k: float(np.mean(v - full)) for k, v in losses.items() if k != "full"},
-    loss_by_sigma={k: [float(np.mean(v[bins == b])) for b in range(3)] for k, v in losses.items()},
-  )
-  e_t, e_o, e_e = feats["e_target"], feats["e_output"], feats["e_error"]
-  out.update(
-    skip_w=np.mean(feats["skip_w"], 0).tolist(),
-    coarse_w=np.mean(feats["coarse_w"], 0).tolist(),
-    coarse_w_max=np.max(feats["coarse_w"], 0).tolist(),
-    leak=np.mean(feats["leak"], 0).tolist(),
-    spectrum_target=np.mean(e_t / e_t.sum(-1, keepdims=True), 0).tolist(),
-    spectrum_output=np.mean(e_o / e_o.sum(-1, keepdims=True), 0).tolist(),
-    output_over_target=(e_o.sum(0) / e_t.sum(0)).tolist(),
-    error_share=(e_e.sum(0) / e_e.sum()).tolist(),
-    error_over_target=(e_e.sum(0) / e_t.sum()).tolist(),
-  )
-  return out
-
-
-def aggregate(per_seed: list[dict]) -> dict:
-  """Mean ± s.d. over seeds of every number of :func:`summarise_run`."""
-  out = {}
-  for key, first in per_seed[0].items():
-    if isinstance(first, dict):
-      out[key] = {k: _ms([s[key][k] for s in per_seed]) for k in first}
-    else:
-      out[key] = _ms([s[key] for s in per_seed])
-  return out
-
-
-def _within_spread(a: dict, b: dict) -> tuple[float, float]:
-  """``(mean_a - mean_b, 2 x standard error of that difference)`` over seeds."""
-  n = len(a["seeds"])
-  se = math.sqrt((a["sd"] ** 2 + b["sd"] ** 2) / n)
-  return a["mean"] - b["mean"], 2 * se
-
-
-def verdicts(summary: dict, cfg) -> dict:
-  """The THEORY §3.3 [hypothesis] items, each with the rule that decides it and the numbers."""
-  out = {}
-  pool = cfg.retrain.pooling
-  n_levels = len(cfg.model.widths) - 1
-  own = lambda label: summary[label]["loss"]["full"]
-  for where in cfg.retrain.levels:
-    tag, prefix, scope = (
-      ("", "", "at every level")
-      if where == "all"
-      else ("finest_", f"j{n_levels}:", f"at the finest level j = {n_levels} only")
-    )
-    labels = [f"{pool}/{prefix}{m}" for m in ABLATIONS]
-    if pool not in summary or not all(lbl in summary for lbl in labels):
-      continue
-    full = own(pool)
-    det, app_, none = (own(lbl) for lbl in labels)
-    gap = none["mean"] - full["mean"]
-    d1, s1 = _within_spread(det, full)
-    rel1 = d1 / gap if gap > 0 else float("nan")
-    v1 = "supported" if abs(d1) <= s1 else ("mixed" if abs(rel1) <= 0.1 else "not supported")
-    out[f"b_{tag}detail_only_matches_full"] = dict(
-      claim=f"(b) retrained with detail-only skips {scope}, the avg-pool net matches full skips "
-      "within seed spread",
-      rule="supported if |Δ| <= 2 s.e. (seeds); mixed if outside but |Δ| <= 10% of the "
-      "none-vs-full gap; else not supported",
-      delta=d1,
-      two_se=s1,
-      fraction_of_no_skip_gap=rel1,
-      verdict=v1,
-    )
-    d2, s2 = _within_spread(app_, none)
-    rel2 = (app_["mean"] - full["mean"]) / gap if gap > 0 else float("nan")
-    v2 = "supported" if abs(d2) <= s2 else ("mixed" if rel2 >= 0.75 else "not supported")
-    out[f"b_{tag}approx_only_as_bad_as_none"] = dict(
-      claim=f"(b) approximation-only skips {scope} are about as bad as no skips there",
-      rule="supported if |approx - none| <= 2 s.e.; mixed if outside but approx-only keeps >= 75% "
-      "of the none-vs-full gap; else not supported",
-      delta=d2,
-      two_se=s2,
-      fraction_of_no_skip_gap=rel2,
-      verdict=v2,
-    )
-  if pool in summary:
-    d = summary[pool]["delta_loss"]
-    names = [k[: -len(":approx")] for k in d if k.endswith(":approx")]
-    ratios, ok, weak = {}, True, False
-    for lvl in names:
-      hurt_detail = np.asarray(d[f"{lvl}:approx"]["seeds"])  # the skip's detail removed
-      hurt_approx = np.asarray(d[f"{lvl}:detail"]["seeds"])  # the skip's approximation removed
-      ratios[lvl] = (hurt_detail / np.maximum(hurt_approx, 1e-12)).tolist()
-      ok &= bool(np.all(hurt_detail > 3 * np.maximum(hurt_approx, 0)))
-      weak |= bool(np.mean(hurt_detail) <= np.mean(hurt_approx))
-    out["a_detail_removal_hurts_far_more"] = dict(
-      claim="(a) at test time, removing the skip's detail hurts far more than removing its "
-      "approximation (avg pooling)",
-      rule="supported if Δ(approx-only) > 3 Δ(detail-only) for every seed and level set; not "
-      "supported if mean Δ(approx-only) <= mean Δ(detail-only) for some level set; else mixed",
-      ratio_per_seed=ratios,
-      verdict="supported" if ok else ("not supported" if weak else "mixed"),
-    )
-  pools = [p for p in ("avg", "max", "conv") if p in summary]
-  if len(pools) > 1 and "avg" in pools:
-    leak = {p: summary[p]["leak"]["mean"] for p in pools}
-    split = {}
-    for p in pools:
-      d = summary[p]["delta_loss"]
-      split[p] = d["all:approx"]["mean"] / max(d["all:detail"]["mean"], 1e-12)
-    others = [p for p in pools if p != "avg"]
-    leaks_ok = max(leak["avg"]) < 1e-6 and all(min(leak[p]) > 1e-3 for p in others)
-    split_ok = all(split["avg"] > split[p] for p in others)
-    out["u3_clean_split_for_avg_only"] = dict(
-      claim="the clean detail/approximation split holds for avg pooling only; max and conv "
-      "show leak > 0 and a blurred split",
-      rule="supported if leak(avg) < 1e-6 < 1e-3 < leak(max, conv) at every level and the "
-      "all-level split ratio Δ(approx-only)/Δ(detail-only) under (a) is largest for avg; "
-      "mixed if only one of the two holds",
-      leak=leak,
-      split_ratio_all_levels=split,
-      verdict="supported"
-      if leaks_ok and split_ok
-      else ("mixed" if leaks_ok or split_ok else "not supported"),
-    )
-  coarse = {p: max(summary[p]["coarse_w_max"]["mean"]) for p in pools}
-  out["lemma1_coarse_has_no_detail"] = dict(
-    claim="Lemma 1 [verified exact]: with nearest upsampling, Q c_j = 0 (any pooling)",
-    rule="supported if max_j E_W^coarse(j) < 1e-10 for every pooling",
-    max_e_w_coarse=coarse,
-    verdict="supported" if all(v < 1e-10 for v in coarse.values()) else "not supported",
-  )
-  return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Figures
-# ---------------------------------------------------------------------------------------------
-
-
-def _save_fig(fig, out_dir: str, name: str) -> None:
-  fig.tight_layout()
-  fig.savefig(os.path.join(out_dir, f"{name}.png"), dpi=80)
-  plt.close(fig)
-
-
-def plot_u1(summary, pools, level_names, band_names, out_dir, name) -> None:
-  fig, ax = plt.subplots(1, 3, figsize=(13, 3.8))
-  x = np.arange(len(level_names))
-  w = 0.8 / len(pools)
-  for k, p in enumerate(pools):
-    s = summary[p]
-    ax[0].bar(x + k * w, s["skip_w"]["mean"], w, yerr=s["skip_w"]["sd"], label=f"{p}: skip h_j")
-    ax[0].plot(x + k * w, s["coarse_w"]["mean"], "kx")
-    ax[1].bar(x + k * w, s["leak"]["mean"], w, yerr=s["leak"]["sd"], label=p)
-  ax[0].plot([], [], "kx", label="coarse c_j (all)")
-  ax[0].set(xticks=x + 0.4 - w / 2, xticklabels=level_names, ylabel="|Q v|² / |v|²")
-  ax[0].set_title("U1: detail (W) energy fraction", fontsize=10)
-  ax[0].legend(fontsize=7)
-  ax[1].set(xticks=x + 0.4 - w / 2, xticklabels=level_names, ylabel="leak(j)")
-  ax[1].set_title("|Down h - Down ιPh|² / |Down h|²", fontsize=10)
-  ax[1].legend(fontsize=7)
-  b = np.arange(len(band_names))
-  ax[2].semilogy(b, summary[pools[0]]["spectrum_target"]["mean"], "k-o", lw=2, label="target")
-  for k, p in enumerate(pools):
-    ax[2].semilogy(b, summary[p]["spectrum_output"]["mean"], f"C{k}-s", label=f"{p} output")
-    ax[2].semilogy(b, summary[p]["error_over_target"]["mean"], f"C{k}:^", label=f"{p} error")
-  ax[2].set(xticks=b, xticklabels=band_names, ylabel="energy / target energy")
-  ax[2].set_title("Haar spectrum (mean removed)", fontsize=10)
-  ax[2].legend(fontsize=7)
-  _save_fig(fig, out_dir, f"{name}_u1")
-
-
-def plot_u2(summary, pools, retrained, out_dir, name) -> None:
-  fig, ax = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw=dict(width_ratios=[2.2, 1]))
-  variants = [k for k in summary[pools[0]]["delta_loss"]]
-  x = np.arange(len(variants))
-  w = 0.8 / len(pools)
-  for k, p in enumerate(pools):
-    d = summary[p]["delta_loss"]
-    ax[0].bar(
-      x + k * w,
-      [d[v]["mean"] for v in variants],
-      w,
-      yerr=[d[v]["sd"] for v in variants],
-      label=p,
-    )
-  ax[0].set_yscale("symlog", linthresh=1e-4)
-  keeps = dict(detail="Qh", approx="ιPh", none="0")
-  ticks = [f"{v.split(':')[0]}: {keeps[v.split(':')[1]]}" for v in variants]
-  ax[0].set_xticks(x + 0.4 - w / 2, ticks, rotation=30, fontsize=8)
-  ax[0].set(ylabel="Δ test MSE vs full skips")
-  ax[0].set_title(
-    "U2 (a): skip h replaced at test time by Qh (approx. removed), ιPh (detail removed), 0",
-    fontsize=9,
-  )
-  ax[0].legend(fontsize=7)
-  if retrained:
-    labels = [r.split("/")[-1] if "/" in r else "full" for r in retrained]
-    for k, r in enumerate(retrained):
-      s = summary[r]["loss"]["full"]
-      ax[1].bar(k, s["mean"], 0.6, color="C0", alpha=0.5)
-      ax[1].plot([k] * len(s["seeds"]), s["seeds"], "k.")
-    ax[1].set_xticks(range(len(retrained)), labels)
-    lo = min(min(summary[r]["loss"]["full"]["seeds"]) for r in retrained)
-    hi = max(max(summary[r]["loss"]["full"]["seeds"]) for r in retrained)
-    ax[1].set_ylim(lo - 0.1 * (hi - lo) - 1e-6, hi + 0.1 * (hi - lo) + 1e-6)
-    ax[1].set(ylabel="test MSE (seeds: dots)")
-    ax[1].set_title(f"U2 (b): {retrained[0]} retrained per skip mode", fontsize=10)
-  _save_fig(fig, out_dir, f"{name}_u2")
-
-
-def plot_examples(examples, pools, test, example_idx, out_dir, name) -> None:
-  x, z, sigma = test
-  cols = ["noisy", "full", "all:detail", "all:approx", "all:none", "clean"]
-  rows = [(p, i) for p in pools for i in range(len(example_idx))]
-  fig, ax = plt.subplots(len(rows), len(cols), figsize=(1.3 * len(cols), 1.4 * len(rows)))
-  ax = np.atleast_2d(ax)
-  for r, (p, i) in enumerate(rows):
-    k = example_idx[i]
-    ims = [z[k], *(examples[p][c][i] for c in cols[1:-1]), x[k]]
-    for c, im in enumerate(ims):
-      ax[r, c].imshow(np.clip(im[..., 0], -1, 1), cmap="gray", vmin=-1, vmax=1)
-      ax[r, c].set_xticks([])
-      ax[r, c].set_yticks([])
-      if r == 0:
-        ax[r, c].set_title(cols[c].replace("all:", "skip: "), fontsize=8)
-    ax[r, 0].set_ylabel(f"{p} σ={sigma[k]:.2f}", fontsize=7)
-  _save_fig(fig, out_dir, f"{name}_examples")
+  return runs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -585,7 +277,7 @@ def run(cfg, workdir: str) -> dict:
   example_idx = np.sort(order[: cfg.eval.n_examples])
   side = x_test.shape[1]
   n_levels = len(cfg.model.widths) - 1
-  spectrum_levels = dyadic_levels(side)
+  spectrum_levels = analysis.dyadic_levels(side)
   level_names = [f"j={n_levels - i} ({side >> i}²)" for i in range(n_levels)]
   band_names = [f"V ({side >> spectrum_levels}²)"] + [
     f"W→{side >> (spectrum_levels - k - 1)}²" for k in range(spectrum_levels)
@@ -601,38 +293,35 @@ def run(cfg, workdir: str) -> dict:
   summary, per_seed_all, timing, examples, n_params = {}, {}, {}, {}, {}
   for label, arch, modes in groups(cfg):
     t0 = time.perf_counter()
-    trainer, runs = train_group(cfg, arch, train_x, modes=modes)
+    runs = train_group(cfg, label, arch, train_x, workdir, modes=modes)
     t_train = time.perf_counter() - t0
-    predict, features = make_eval_fns(
-      trainer,
-      pooling=arch["pooling"],
-      cond=cfg.model.noise_conditioning,
-      spectrum_levels=spectrum_levels,
-    )
     retrained = "/" in label
-    variants = {"full": modes} if retrained else skip_variants(n_levels, bool(cfg.eval.per_level))
+    variants = (
+      {"full": modes} if retrained else analysis.skip_variants(n_levels, bool(cfg.eval.per_level))
+    )
     per_seed = []
     for r in runs:
-      losses, feats, ex = evaluate_run(
-        r,
-        predict,
-        features,
+      losses, feats, ex = analysis.evaluate_net(
+        r["graphdef"],
+        r["params"],
+        r["rest"],
         test,
+        cond=cfg.model.noise_conditioning,
+        pooling=arch["pooling"],
+        spectrum_levels=spectrum_levels,
         variants=variants,
         n_features=cfg.eval.n_features,
         bs=cfg.eval.batch_size,
         example_idx=example_idx,
       )
-      s = summarise_run(losses, feats, test[2], sigma_edges)
-      curve = r["train_loss_curve"]
-      s["train_loss_last10pct"] = float(np.mean(curve[-max(len(curve) // 10, 1) :]))
+      s = analysis.summarise_run(losses, feats, test[2], sigma_edges)
+      s["train_loss_last10pct"] = r["train_loss_last10pct"]
       per_seed.append(s)
       if r["seed"] == cfg.seeds[0]:
         examples[label] = ex
-    summary[label] = aggregate(per_seed)
+    summary[label] = analysis.aggregate(per_seed)
     per_seed_all[label] = [
-      dict(seed=r["seed"], train_seconds=r["train_seconds"], first_step_s=r["first_step_seconds"])
-      for r in runs
+      dict(seed=r["seed"], train_seconds=r["train_seconds"], compile_s=r["compile_s"]) for r in runs
     ]
     n_params[label] = runs[0]["n_params"]
     timing[label] = dict(train_s=round(t_train, 1), total_s=round(time.perf_counter() - t0, 1))
@@ -646,7 +335,7 @@ def run(cfg, workdir: str) -> dict:
       timing[label]["total_s"],
     )
 
-  pools = [p for p in cfg.poolings]
+  pools = list(cfg.poolings)
   retrained = [cfg.retrain.pooling] if cfg.retrain.pooling in summary else []
   retrained += [g for g, _, _ in groups(cfg) if "/" in g]
   payload = dict(
@@ -677,9 +366,9 @@ def run(cfg, workdir: str) -> dict:
     with open(os.path.join(d, f"{cfg.name}.json"), "w") as f:
       json.dump(payload, f, indent=1)
   logging.info("wrote %s", os.path.join(out_dir, f"{cfg.name}.json"))
-  plot_u1(summary, pools, level_names, band_names, out_dir, cfg.name)
-  plot_u2(summary, pools, retrained, out_dir, cfg.name)
-  plot_examples(examples, pools, test, example_idx, out_dir, cfg.name)
+  plots.plot_u1(summary, pools, level_names, band_names, out_dir, cfg.name)
+  plots.plot_u2(summary, pools, retrained, out_dir, cfg.name)
+  plots.plot_examples(examples, pools, test, example_idx, out_dir, cfg.name)
   return payload
 
 

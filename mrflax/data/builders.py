@@ -3,9 +3,11 @@
 Three sources, one on-disk format (read back by :func:`mrflax.data.open_source`):
 
 * IDX files (MNIST, Fashion-MNIST; the Debian package ``dataset-fashion-mnist`` installs the
-  latter under ``/usr/share/datasets/fashion-mnist``): :func:`import_idx`. The dataset is written
+  latter under ``/usr/share/datasets/fashion-mnist``): :func:`import_idx` (the arrays:
+  :func:`idx_arrays`). The dataset is written
   under its stock TFDS name and version, so readers cannot tell it from a TFDS download.
-* scikit-learn's bundled 8x8 digits: :func:`import_digits`.
+* scikit-learn's bundled 8x8 digits: :func:`import_digits` (the arrays and their split:
+  :func:`digits_arrays`).
 * in-memory uint8 arrays (e.g. a local CIFAR-10 copy): :func:`import_arrays`.
 * the van den Oord ImageNet 32x32 tar files, SHA-256 checked: :func:`import_imagenet32`.
 
@@ -95,14 +97,55 @@ def _png(image: np.ndarray) -> bytes:
   return buf.getvalue()
 
 
-def _find_idx(source: pathlib.Path, stem: str) -> pathlib.Path:
+def _find_idx(source: pathlib.Path, stem: str, hint: str = "") -> pathlib.Path:
   for candidate in (source / f"{stem}.gz", source / stem):
     if candidate.exists():
       return candidate
   raise FileNotFoundError(
     f"IDX file {stem}(.gz) not found in {source}; expected the four files "
     f"{', '.join(f'{s}.gz' for pair in IDX_FILES.values() for s in pair)}"
+    + (f". {hint}" if hint else "")
   )
+
+
+def idx_arrays(
+  source: str | os.PathLike, *, name: str = "fashion_mnist"
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """The train and test splits of a folder of four IDX files (MNIST layout), in file order.
+
+  The one IDX-reading path: :func:`import_idx` writes what this returns, experiments that read
+  the files directly (``experiments/unet_haar``) call it too.
+
+  Args:
+    source: folder holding ``train-images-idx3-ubyte(.gz)`` and the three other files (the
+      Debian package ``dataset-fashion-mnist`` installs Fashion-MNIST's in
+      ``/usr/share/datasets/fashion-mnist``).
+    name: the dataset (``"fashion_mnist"`` or ``"mnist"``); its registry entry supplies the hint
+      of a missing-files error.
+
+  Returns:
+    ``{"train": (images, labels), "test": (images, labels)}``: uint8 images ``[n, h, w, 1]``
+    (a channel axis is added to 3-D files) and int64 labels ``[n]``.
+
+  Raises:
+    FileNotFoundError: the folder or a file is missing (the message names the path and how to
+      get the files).
+    ValueError: a file is not a valid IDX file, or images and labels differ in number.
+  """
+  hint = get_spec(name).offline_hint
+  source = pathlib.Path(source)
+  if not source.is_dir():
+    raise FileNotFoundError(f"IDX source folder {source} does not exist. {hint}")
+  splits = {}
+  for split, (images_stem, labels_stem) in IDX_FILES.items():
+    images = read_idx(_find_idx(source, images_stem, hint))
+    labels = read_idx(_find_idx(source, labels_stem, hint))
+    if images.ndim == 3:
+      images = images[..., None]
+    if len(images) != len(labels):
+      raise ValueError(f"{source}: {split} has {len(images)} images but {len(labels)} labels")
+    splits[split] = (images.astype(np.uint8), labels.astype(np.int64))
+  return splits
 
 
 def _write(
@@ -203,18 +246,7 @@ def import_idx(
     The dataset directory (``data_dir/name/version``).
   """
   spec = get_spec(name)
-  source = pathlib.Path(source)
-  if not source.is_dir():
-    raise FileNotFoundError(f"IDX source folder {source} does not exist. {spec.offline_hint}")
-  splits = {}
-  for split, (images_stem, labels_stem) in IDX_FILES.items():
-    images = read_idx(_find_idx(source, images_stem))
-    labels = read_idx(_find_idx(source, labels_stem))
-    if images.ndim == 3:
-      images = images[..., None]
-    if len(images) != len(labels):
-      raise ValueError(f"{source}: {split} has {len(images)} images but {len(labels)} labels")
-    splits[split] = (images.astype(np.uint8), labels.astype(np.int64))
+  splits = idx_arrays(source, name=name)
   return _write(
     spec.tfds_name,
     spec.version,
@@ -225,18 +257,31 @@ def import_idx(
   )
 
 
-def import_digits(
-  *, data_dir: str | os.PathLike, test_fraction: float = 0.2, seed: int = 0
-) -> pathlib.Path:
-  """Imports scikit-learn's bundled 8x8 digits (1,797 images) as the dataset ``digits``.
+def digits_arrays(
+  *, test_fraction: float = 0.2, seed: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """scikit-learn's bundled 8x8 digits (1,797 images), split into train and test.
 
-  Pixel values 0..16 are rescaled to uint8 by ``round(v * 255 / 16)``; a fixed-seed permutation
-  splits them into train and test.
+  The one implementation of the digits split (:func:`import_digits` stores exactly this).
+  Pixel values 0..16 are rescaled to uint8 by ``round(v * 255 / 16)``. With
+  ``perm = np.random.default_rng(seed).permutation(1797)`` and
+  ``n_test = round(1797 * test_fraction)``, test is ``perm[:n_test]`` and train
+  ``perm[n_test:]``, each in permutation order. (Not :func:`shuffle_split`, which draws its
+  permutation with the legacy ``RandomState``: a different split.)
+
+  Returns:
+    ``{"train": (images, labels), "test": (images, labels)}``: uint8 images ``[n, 8, 8, 1]``
+    and int64 labels ``[n]`` (defaults: 1,438 train, 359 test).
+
+  Examples:
+    >>> splits = digits_arrays()
+    >>> {k: v[0].shape for k, v in splits.items()}
+    {'train': (1438, 8, 8, 1), 'test': (359, 8, 8, 1)}
   """
   try:
     from sklearn.datasets import load_digits
   except ImportError as err:
-    raise ImportError("import_digits needs scikit-learn: pip install 'mrflax[digits]'") from err
+    raise ImportError("the digits need scikit-learn: pip install 'mrflax[digits]'") from err
   if not 0.0 < test_fraction < 1.0:
     raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
   bunch = load_digits()
@@ -245,11 +290,21 @@ def import_digits(
   order = np.random.default_rng(seed).permutation(len(images))
   n_test = round(len(images) * test_fraction)
   test, train = order[:n_test], order[n_test:]
+  return {"train": (images[train], labels[train]), "test": (images[test], labels[test])}
+
+
+def import_digits(
+  *, data_dir: str | os.PathLike, test_fraction: float = 0.2, seed: int = 0
+) -> pathlib.Path:
+  """Imports scikit-learn's bundled 8x8 digits as the dataset ``digits``.
+
+  The split and the uint8 rescaling are :func:`digits_arrays`'s.
+  """
   spec = get_spec("digits")
   return _write(
     spec.tfds_name,
     spec.version,
-    {"train": (images[train], labels[train]), "test": (images[test], labels[test])},
+    digits_arrays(test_fraction=test_fraction, seed=seed),
     data_dir,
     num_classes=10,
     description="scikit-learn 8x8 digits, rescaled to uint8, fixed-seed split",

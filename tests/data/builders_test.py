@@ -57,6 +57,68 @@ def test_import_idx_missing_files(tmp_path):
     data.import_idx("fashion_mnist", tmp_path / "src", data_dir=tmp_path)
 
 
+def _digest(images, labels):
+  import hashlib
+
+  return hashlib.sha256(
+    np.asarray(images, np.uint8).tobytes() + np.asarray(labels, np.int64).tobytes()
+  ).hexdigest()
+
+
+#: SHA-256 of (uint8 images, int64 labels) of each split that ``import_digits`` stored before it
+#: used ``digits_arrays`` (computed from the importer's read-back output at commit fbe411f).
+DIGITS_DIGESTS = {
+  "train": "89e1244e8acf3069f04baa37c73c8a68d6ba9a00da96b4819a797d5313cc3fb6",
+  "test": "5867a4f3129786e96056d61adb451d946ca37150caf95cf4e1c910ee49e0dfdf",
+}
+
+
+def test_digits_arrays_is_the_recorded_split():
+  from sklearn.datasets import load_digits
+
+  splits = data.digits_arrays()
+  assert {k: _digest(*v) for k, v in splits.items()} == DIGITS_DIGESTS
+  (train, train_labels), (test, test_labels) = splits["train"], splits["test"]
+  assert train.shape == (1438, 8, 8, 1) and test.shape == (359, 8, 8, 1)
+  assert train.dtype == np.uint8 and train_labels.dtype == np.int64
+  # the rule: round(v * 255 / 16), default_rng(seed) permutation, the first round(n * f) = test
+  bunch = load_digits()
+  order = np.random.default_rng(0).permutation(1797)
+  np.testing.assert_array_equal(test[..., 0], np.round(bunch.images[order[:359]] * 255 / 16))
+  np.testing.assert_array_equal(train_labels, bunch.target[order[359:]])
+  np.testing.assert_array_equal(test_labels, bunch.target[order[:359]])
+  other = data.digits_arrays(seed=1, test_fraction=0.5)
+  assert len(other["test"][0]) == round(1797 * 0.5) and len(other["train"][0]) == 899
+  assert _digest(*other["test"]) != _digest(*splits["test"])
+  with pytest.raises(ValueError, match=r"test_fraction must be in \(0, 1\)"):
+    data.digits_arrays(test_fraction=1.0)
+
+
+def test_idx_arrays_reads_both_splits_in_file_order(tmp_path):
+  arrays = _write_idx_folder(tmp_path)
+  splits = data.idx_arrays(tmp_path)
+  for split, prefix in (("train", "train"), ("test", "t10k")):
+    images, labels = splits[split]
+    assert images.dtype == np.uint8 and labels.dtype == np.int64
+    np.testing.assert_array_equal(images[..., 0], arrays[prefix][0])
+    np.testing.assert_array_equal(labels, arrays[prefix][1])
+  (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+  data.write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(4, np.uint8))
+  with pytest.raises(ValueError, match="test has 5 images but 4 labels"):
+    data.idx_arrays(tmp_path)
+
+
+def test_idx_arrays_missing_files_name_the_path_and_the_package(tmp_path):
+  with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist") as err:
+    data.idx_arrays(tmp_path / "nowhere")
+  assert f"{tmp_path / 'nowhere'} does not exist" in str(err.value)
+  with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte\(\.gz\) not found") as err:
+    _write_idx_folder(tmp_path)
+    (tmp_path / "t10k-images-idx3-ubyte.gz").unlink()
+    data.idx_arrays(tmp_path, name="mnist")
+  assert "copy the four MNIST IDX files" in str(err.value)  # mnist's own hint
+
+
 def test_import_digits(tmp_path):
   out = data.import_digits(data_dir=tmp_path)
   assert out.name == "1.0.0"
@@ -69,6 +131,11 @@ def test_import_digits(tmp_path):
   assert set(np.unique(np.concatenate([train[i]["image"].ravel() for i in range(50)]))) <= {
     round(v * 255 / 16) for v in range(17)
   }
+  # the stored dataset is digits_arrays' split, bit for bit (and the digests recorded before)
+  for split, source in (("train", train), ("test", test)):
+    images = np.stack([np.asarray(source[i]["image"]) for i in range(len(source))])
+    labels = [int(source[i]["label"]) for i in range(len(source))]
+    assert _digest(images, labels) == DIGITS_DIGESTS[split]
 
 
 def test_import_arrays_and_fallback_location(tmp_path):
