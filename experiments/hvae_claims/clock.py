@@ -30,7 +30,7 @@ def run_time(cfg, workdir: pathlib.Path) -> dict:
   spec, trained = runs.ema_model(c, workdir, name)
   # committed to the restored model's device, so one compilation serves both models
   init = jax.device_put(nn.HVAE(spec, rngs=nnx.Rngs(seed)), jax.tree.leaves(trained)[0].sharding)
-  arrays = runs.test_arrays(c)
+  arrays = runs.test_arrays(c, cfg.probe_images)
   x = jnp.asarray(arrays["image"])
   resolutions = [r for r, _ in spec.dec_pairs]
   key = jax.random.key(seed + 10)

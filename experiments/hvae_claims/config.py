@@ -23,6 +23,18 @@ digits. Variants (``config.py:<arg>``):
   evaluated with N' ∈ {9, 18, 36} applications at the same parameters (finer / coarser Euler
   steps): test NLL and samples.
 * ``all``: every experiment above, in that order (runs shared between experiments train once).
+* ``fashion_sharing`` (issue 15): the sharing study on real images, Fashion-MNIST 28x28 with the
+  CPU-sized run of ``experiments/fashion_mnist/config.py:cpu`` per variant (20 top-down blocks,
+  619,218 parameters unshared, 2,400 steps, about 65 minutes each on 2 cores): k = 1 and k = 2 with
+  seeds 0 and 1, full sharing and full sharing with the time embedding with seed 0
+  (``sharing_runs``). Per run: test ELBO of the EMA model on all 10,000 test images, rate,
+  distortion, KL per resolution, validation curves; the importance-weighted bound (K = 64, first
+  ``iw_images`` test images) of the best unshared and the best shared run; their samples and
+  reconstructions. ``max_new_runs`` trains at most that many missing runs per invocation (the
+  study spans sessions); the JSON lists the finished rows and the pending runs.
+* ``fashion_time``, ``fashion_point_mass`` (issue 15 item 4): the ``time`` probe and the
+  point-mass diagnostics (no ζ runs) on the unshared seed-0 Fashion-MNIST run, on the first
+  ``probe_images`` test images; ``fashion_all``: the three Fashion-MNIST experiments.
 * ``small``: every experiment at toy size for the smoke test: 4 steps of a 5-block width-16
   model, one seed, no ζ runs, so one run (``k1_s0``) serves time, sharing and point mass and
   euler trains its own shared cell (two trainings in all).
@@ -30,6 +42,8 @@ digits. Variants (``config.py:<arg>``):
 Command (each experiment resumes finished runs from ``--workdir``):
   python -m experiments.main --config=experiments/hvae_claims/config.py:all \
       --workdir=/tmp/hvae_claims
+  python -m experiments.main --config=experiments/hvae_claims/config.py:fashion_all \
+      --workdir=/work/fashion_claims --config.max_new_runs=1   # one more run per call
 Hardware: 2-core x86_64 CPU. Wall time and results: experiments/README.md (section "HVAE claims").
 """
 
@@ -38,8 +52,18 @@ from __future__ import annotations
 import ml_collections
 
 from experiments.digits import config as digits_config
+from experiments.fashion_mnist import config as fashion_config
 
 EXPERIMENTS = ("time", "euler", "point_mass", "sharing")  # cheapest first; runs are shared
+FASHION = {
+  "fashion_sharing": ("fashion_sharing",),
+  "fashion_time": ("time",),
+  "fashion_point_mass": ("point_mass",),
+  "fashion_all": ("fashion_sharing", "time", "point_mass"),
+  "fashion_small": ("fashion_sharing", "time", "point_mass"),
+}
+#: The Fashion-MNIST sharing study, in training order (the seed-0 pair first).
+FASHION_RUNS = ("k1_s0", "k2_s0", "k1_s1", "k2_s1", "kfull_s0", "kfull_time_s0")
 DEC_BLOCKS = "1x2,4m1,4x5,8m4,8x9"
 
 
@@ -59,14 +83,19 @@ def hvae_base() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  if arg in FASHION:
+    return fashion(arg)
   c = ml_collections.ConfigDict()
   c.runner = "hvae_claims"
   c.experiments = EXPERIMENTS if arg in (None, "", "all", "small") else (arg,)
   if any(e not in EXPERIMENTS for e in c.experiments):
     raise ValueError(
-      f"unknown experiment {arg!r}; choose from {', '.join(EXPERIMENTS)}, all, small"
+      f"unknown experiment {arg!r}; choose from {', '.join(EXPERIMENTS)}, all, small, "
+      f"{', '.join(FASHION)}"
     )
   c.hvae = hvae_base()
+  c.prefix = ""  # results are <prefix><experiment>.json
+  c.probe_images = 0  # test images the state probes use (0: all 359)
   c.seeds = (0, 1)
   c.shares = ("1", "2", "full")
   c.zetas = (0.3, 1.0)
@@ -109,4 +138,56 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.temperatures = (1.0, 0.5)
     c.num_prior_samples = 16
     c.results_dir = ""  # the workdir
+  return c
+
+
+def fashion(arg: str) -> ml_collections.ConfigDict:
+  """The Fashion-MNIST study (issue 15): see the module docstring."""
+  c = ml_collections.ConfigDict()
+  c.runner = "hvae_claims"
+  c.experiments = FASHION[arg]
+  c.hvae = fashion_config.get_config("cpu")
+  c.prefix = "fashion_"
+  c.sharing_runs = FASHION_RUNS
+  c.max_new_runs = 0  # 0: train every missing run
+  c.seeds = (0,)  # time / point_mass: the unshared run of the first seed
+  c.zetas = ()
+  c.temperatures = (1.0, 0.9, 0.8, 0.7, 0.5)
+  c.num_prior_samples = 256
+  c.probe_images = 1000  # states of 1,000 images at 32x32x64: ~2 GB per posterior pass
+  c.iw_samples = 64
+  c.iw_chunk = 16
+  c.iw_images = 1000
+  c.results_dir = "experiments/hvae_claims/results"
+  if arg == "fashion_small":  # the smoke test: a tiny model, a few steps, two runs
+    h = c.hvae
+    h.train.steps = 4
+    h.train.log_every = 2
+    h.train.eval_every = 2
+    h.train.checkpoint_every = 4
+    h.train.steps_per_call = 1
+    h.train.batch_size = 8
+    h.optim.warmup_steps = 1
+    h.optim.decay_steps = 3
+    h.optim.ema_decay = 0.5
+    h.eval.batch_size = 16
+    h.eval.num_samples = 2
+    h.model.exec_mode = "unroll"
+    h.model.overrides = ml_collections.ConfigDict(
+      dict(
+        dec_blocks="1x1,4m1,8m4,16m8,32m16,32x2",
+        enc_blocks="32d2,16d2,8d2,4d4,1x1",
+        width=8,
+        zdim=2,
+        conv_backward="xla",
+      )
+    )
+    c.sharing_runs = ("k1_s0", "kfull_s0")
+    c.temperatures = (1.0, 0.5)
+    c.num_prior_samples = 8
+    c.probe_images = 16
+    c.iw_samples = 4
+    c.iw_chunk = 2
+    c.iw_images = 16
+    c.results_dir = ""
   return c

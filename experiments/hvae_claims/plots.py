@@ -16,7 +16,7 @@ def boundaries(ax, resolutions) -> None:
       ax.axvline(i - 0.5, color="0.8", lw=0.8)
 
 
-def sharing(summary: list[dict], n_applications: int):
+def sharing(summary: list[dict], n_applications: int, *, dataset: str = "digits"):
   """Test NLL against distinct parameters, one marker per sharing pattern (mean ± s.d.)."""
   fig, ax = plt.subplots(figsize=(5, 3.5))
   for s in summary:
@@ -30,7 +30,7 @@ def sharing(summary: list[dict], n_applications: int):
     )
   ax.set_xlabel("distinct parameters (thousands)")
   ax.set_ylabel("test NLL bound (bits/dim)")
-  ax.set_title(f"weight sharing, {n_applications} top-down blocks (digits)")
+  ax.set_title(f"weight sharing, {n_applications} top-down blocks ({dataset})")
   ax.legend(fontsize=8)
   return fig
 
@@ -121,4 +121,31 @@ def euler(rows: list[dict], trained_names, grids: list[tuple[str, np.ndarray]]):
   )
   ax2.set_xticks([])
   ax2.set_title("samples at τ = 1")
+  return fig
+
+
+def curves(curves_by_run: dict[str, dict], rows: list[dict]):
+  """Validation ELBO against step and against wall-clock minutes, one line per run (colour:
+  sharing pattern; line style: seed)."""
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+  variants = sorted({r["variant"] for r in rows})
+  colours = {v: f"C{i}" for i, v in enumerate(variants)}
+  styles = ["-", "--", ":", "-."]
+  for r in rows:
+    c = curves_by_run[r["run"]]
+    kw = dict(color=colours[r["variant"]], ls=styles[r["seed"] % len(styles)], marker="o", ms=3)
+    label = f"{r['variant']}, seed {r['seed']}"
+    axes[0].plot(c["step"], c["valid_bits_per_dim"], label=label, **kw)
+    axes[1].plot(c["minutes"], c["valid_bits_per_dim"], **kw)
+  axes[0].set_xlabel("step")
+  axes[1].set_xlabel("minutes since the first logged step")
+  axes[0].set_ylabel("validation NLL bound (bits/dim, EMA)")
+  axes[0].set_title("learning curves against steps")
+  axes[1].set_title("... and against wall-clock time")
+  if rows:
+    axes[0].legend(fontsize=7)
+    last = [v for c in curves_by_run.values() for v in c["valid_bits_per_dim"][1:]]
+    if last:  # the first evaluation is far above the rest: zoom on the later ones
+      lo, hi = min(last), max(last)
+      axes[0].set_ylim(lo - 0.05 * (hi - lo + 0.1), hi + 0.2 * (hi - lo + 0.1))
   return fig

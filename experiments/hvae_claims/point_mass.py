@@ -57,7 +57,7 @@ def run_point_mass(cfg, workdir: pathlib.Path) -> dict:
     norms = np.array([m["grad_norm"] for m in records if "grad_norm" in m])
     norm_max = np.array([m.get("grad_norm_max", np.nan) for m in records if "grad_norm" in m])
     spec, model = runs.ema_model(c, workdir, name)
-    arrays = runs.test_arrays(c)
+    arrays = runs.test_arrays(c, cfg.probe_images)
     x = jnp.asarray(arrays["image"])
     if data_spectrum is None:
       data_spectrum = evaluation.haar_spectrum(arrays["target"]).tolist()

@@ -21,6 +21,7 @@ import time
 
 from experiments.hvae_claims.clock import run_time
 from experiments.hvae_claims.euler import run_euler
+from experiments.hvae_claims.fashion import run_fashion_sharing
 from experiments.hvae_claims.point_mass import run_point_mass
 from experiments.hvae_claims.sharing import run_sharing
 
@@ -30,6 +31,7 @@ RUNNERS = {
   "time": run_time,
   "point_mass": run_point_mass,
   "euler": run_euler,
+  "fashion_sharing": run_fashion_sharing,
 }
 
 

@@ -43,11 +43,40 @@ def run_config(cfg, *, seed: int, **model) -> ml_collections.ConfigDict:
   return c
 
 
+def finished(workdir: pathlib.Path, name: str) -> bool:
+  """Whether run ``name`` has finished (its ``summary.json`` exists)."""
+  return (workdir / name / "summary.json").exists()
+
+
+def _config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+  """Dotted keys whose values differ between two config dicts (``data.data_dir`` ignored)."""
+  out = []
+  for key in sorted(set(saved) | set(current)):
+    path = f"{prefix}{key}"
+    a, b = saved.get(key), current.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += _config_differences(a, b, path + ".")
+    elif a != b and path != "data.data_dir":
+      out.append(f"{path}: {a!r} -> {b!r}")
+  return out
+
+
 def train_run(config, workdir: pathlib.Path, name: str) -> dict[str, Any]:
-  """Trains (or reuses) one run; returns its ``summary.json``."""
+  """Trains (or reuses) one run; returns its ``summary.json``.
+
+  A finished run is reused only if it was trained with the same config (its ``config.json``);
+  otherwise this raises with the differing fields rather than mixing two protocols in one table.
+  """
   work = workdir / name
   summary = work / "summary.json"
   if summary.exists():
+    saved = json.loads((work / "config.json").read_text())
+    diff = _config_differences(saved, json.loads(config.to_json()))
+    if diff:
+      raise ValueError(
+        f"run {name!r} in {work} was trained with another config ({'; '.join(diff)}); "
+        "use another --workdir, or move that run away to retrain it"
+      )
     print(f"[claims] {name}: reusing {summary}", flush=True)
     return json.loads(summary.read_text())
   print(f"[claims] {name}: training", flush=True)
@@ -63,9 +92,12 @@ def ema_model(config, workdir: pathlib.Path, name: str):
   return spec, trainer.model(restored.state, ema=True)
 
 
-def test_arrays(config) -> dict[str, np.ndarray]:
-  """Every test example (preprocessed) as arrays ``image``, ``target``."""
+def test_arrays(config, limit: int = 0) -> dict[str, np.ndarray]:
+  """The test examples (preprocessed) as arrays ``image``, ``target``: all of them, or the
+  first ``limit`` (a posterior pass that returns every state holds them all in memory)."""
   source = from_config.open_splits(config)[from_config.splits(config)["eval"]]
+  if limit:
+    source = data.IndexedSource(source, np.arange(min(limit, len(source))))
   parts: dict[str, list] = {"image": [], "target": []}
   for batch in data.eval_batches(
     source,
@@ -129,8 +161,11 @@ def mean_sd(values) -> tuple[float, float | None]:
 
 
 def write(cfg, workdir: pathlib.Path, name: str, payload: dict, fig) -> None:
-  """``<name>.json`` and ``<name>.png`` into ``cfg.results_dir`` (the workdir when empty)."""
+  """``<prefix><name>.json`` and ``.png`` into ``cfg.results_dir`` (the workdir when empty);
+  ``cfg.prefix`` names the dataset of a study (``"fashion_"``; ``""`` for the digits)."""
   out = common.out_dir(cfg, workdir)
+  name = cfg.prefix + name
   common.dump_json(payload, out / f"{name}.json")
-  common.save_fig(fig, out / f"{name}.png", dpi=90)
-  print(f"[claims] wrote {out / name}.json and .png", flush=True)
+  if fig is not None:
+    common.save_fig(fig, out / f"{name}.png", dpi=90)
+  print(f"[claims] wrote {out / name}.json" + (" and .png" if fig is not None else ""), flush=True)
