@@ -31,7 +31,7 @@ digits. Variants (``config.py:<arg>``):
   distortion, KL per resolution, validation curves; the importance-weighted bound (K = 64, first
   ``iw_images`` test images) of the best unshared and the best shared run; their samples and
   reconstructions. ``max_new_runs`` trains at most that many missing runs per invocation (the
-  study spans sessions); the JSON lists the finished rows and the pending runs.
+  study spans sessions; 0 only reports); the JSON lists the finished rows and the pending runs.
 * ``fashion_time``, ``fashion_point_mass`` (issue 15 item 4): the ``time`` probe and the
   point-mass diagnostics (no ζ runs) on the unshared seed-0 Fashion-MNIST run, on the first
   ``probe_images`` test images; ``fashion_all``: the three Fashion-MNIST experiments.
@@ -149,7 +149,7 @@ def fashion(arg: str) -> ml_collections.ConfigDict:
   c.hvae = fashion_config.get_config("cpu")
   c.prefix = "fashion_"
   c.sharing_runs = FASHION_RUNS
-  c.max_new_runs = 0  # 0: train every missing run
+  c.max_new_runs = -1  # trainings per invocation: -1 every missing run, 0 none (report only)
   c.seeds = (0,)  # time / point_mass: the unshared run of the first seed
   c.zetas = ()
   c.temperatures = (1.0, 0.9, 0.8, 0.7, 0.5)
@@ -157,7 +157,7 @@ def fashion(arg: str) -> ml_collections.ConfigDict:
   c.probe_images = 1000  # states of 1,000 images at 32x32x64: ~2 GB per posterior pass
   c.iw_samples = 64
   c.iw_chunk = 16
-  c.iw_images = 1000
+  c.iw_images = 500  # K = 64 on 500 images: 32,000 posterior passes, ~5 minutes idle
   c.results_dir = "experiments/hvae_claims/results"
   if arg == "fashion_small":  # the smoke test: a tiny model, a few steps, two runs
     h = c.hvae

@@ -216,7 +216,7 @@ def _pictures(cfg, workdir: pathlib.Path, out: pathlib.Path, best: dict[str, str
 
 def run_fashion_sharing(cfg, workdir: pathlib.Path) -> dict:
   configs = run_configs(cfg)
-  budget = int(cfg.max_new_runs) or len(configs)
+  budget = len(configs) if cfg.max_new_runs < 0 else int(cfg.max_new_runs)
   rows, pending = [], []
   for name, c in configs.items():
     if not runs.finished(workdir, name):

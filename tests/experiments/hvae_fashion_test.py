@@ -134,3 +134,8 @@ def test_small_study_end_to_end(tmp_path):
   changed.hvae.train.steps = 6
   with pytest.raises(ValueError, match=r"run 'k1_s0' .*\(train\.steps: 4 -> 6\)"):
     run.RUNNERS["fashion_sharing"](changed, work)
+  # a report-only call (budget 0) trains nothing and still lists the pending run
+  cfg.max_new_runs = 0
+  run.RUNNERS["fashion_sharing"](cfg, work)
+  again = json.loads((work / "fashion_sharing.json").read_text())
+  assert again["pending"] == ["kfull_s0"] and again["rows"] == d["rows"]
