@@ -18,10 +18,10 @@ last 5,000; the 10,000 test images are read once, by the final evaluation.
 
 ``:cpu``: 2,400 steps at batch 32 (1.4 epochs), AdamW lr 1e-3 (200 warm-up steps, cosine decay),
 EMA 0.995, scanned decoder. Hardware: a 2-core x86_64 CPU, ~1.45 s per step when idle, about
-65-70 minutes in all. Measured (2026-12-06, seed 0, unshared, on the same CPU shared with other
-jobs: 100 minutes at 0.40 steps/s): test negative ELBO of the EMA model 3.394 bits/dim
-(distortion 2.164 + rate 0.189 nats/dim), IW bound (K = 64, first 500 test images) 3.337, no
-skipped updates; experiments/README.md, section "Fashion-MNIST". The sharing study
+65-70 minutes in all. Expected, as measured (2026-12-06, seed 0, unshared, on the same CPU
+shared with other jobs: 100 minutes at 0.40 steps/s): test negative ELBO of the EMA model
+3.394 bits/dim (distortion 2.164 + rate 0.189 nats/dim), IW bound (K = 64, first 500 test
+images) 3.337, no skipped updates; experiments/README.md, section "Fashion-MNIST". The sharing study
 ``experiments/hvae_claims/config.py:fashion_sharing`` runs exactly this config per variant.
 
 The long run (no variant): 20,000 steps, test-split ELBO every 5,000 steps; an overnight run on
