@@ -21,7 +21,7 @@ _LONGEST = {
   "tests/colabs/notebooks_test.py::test_notebook_runs[03_hvae_weight_sharing]": 337,
   "tests/experiments/hvae_resume_test.py::test_changed_model_execution_change_and_eval_mode": 282,
   "tests/experiments/ghm_test.py::test_small_e1_to_e4_write_results": 242,
-  "tests/experiments/hvae_fashion_test.py::test_small_study_end_to_end": 230,
+  "tests/experiments/hvae_fashion_test.py::test_small_study_end_to_end": 90,
   "tests/benchmarks/hvae_benchmarks_test.py::test_scan_benchmark_tiny": 224,
   "tests/experiments/unet_haar_test.py::"
   "test_small_run_writes_json_figures_and_exact_invariants": 163,
