@@ -65,10 +65,10 @@ def run_configs(cfg) -> dict:
   return {name: runs.run_config(cfg, **parse_run(name)) for name in cfg.sharing_runs}
 
 
-def curve(workdir: pathlib.Path, name: str) -> dict:
-  """Validation ELBO per evaluation of a run, against step and against minutes since the first
-  logged training step (compile time excluded; the evaluations' own time included)."""
-  records = runs.metrics(workdir, name)
+def curve(records: list[dict]) -> dict:
+  """Validation ELBO per evaluation of a run (its ``metrics.jsonl`` records), against step and
+  against minutes since the first logged training step (compile time excluded; the evaluations'
+  own time included)."""
   start = next(r for r in records if "loss" in r)
   t0 = start["time"]
   evals = [r for r in records if "eval/bits_per_dim" in r]
@@ -80,9 +80,9 @@ def curve(workdir: pathlib.Path, name: str) -> dict:
   )
 
 
-def row(name: str, c, summary: dict, workdir: pathlib.Path) -> dict:
+def row(name: str, c, summary: dict, records: list[dict], valid: list[float]) -> dict:
+  """One run's row: ``summary.json``, the ``metrics.jsonl`` records, its validation ELBOs."""
   counts = nn.spec_param_count(from_config.model_spec(c))
-  records = runs.metrics(workdir, name)
   train = [r for r in records if "loss" in r]
   ev = summary["eval"]
   return dict(
@@ -102,7 +102,7 @@ def row(name: str, c, summary: dict, workdir: pathlib.Path) -> dict:
     compile_s=summary.get("compile_s"),
     skipped=summary["skipped_updates"],
     steps=summary["step"],
-    best_valid_bits_per_dim=min(curve(workdir, name)["valid_bits_per_dim"], default=None),
+    best_valid_bits_per_dim=min(valid, default=None),
   )
 
 
@@ -217,18 +217,21 @@ def _pictures(cfg, workdir: pathlib.Path, out: pathlib.Path, best: dict[str, str
 def run_fashion_sharing(cfg, workdir: pathlib.Path) -> dict:
   configs = run_configs(cfg)
   budget = len(configs) if cfg.max_new_runs < 0 else int(cfg.max_new_runs)
-  rows, pending = [], []
+  rows, pending, curves = [], [], {}
   for name, c in configs.items():
     if not runs.finished(workdir, name):
       if budget == 0:
         pending.append(name)
         continue
       budget -= 1
-    rows.append(row(name, c, runs.train_run(c, workdir, name), workdir))
+    summary = runs.train_run(c, workdir, name)
+    records = runs.metrics(workdir, name)
+    curves[name] = curve(records)
+    rows.append(row(name, c, summary, records, curves[name]["valid_bits_per_dim"]))
   payload: dict = dict(
     rows=rows,
     pending=pending,
-    curves={r["run"]: curve(workdir, r["run"]) for r in rows},
+    curves=curves,
     summary=summarise(rows),
     verdicts=verdicts(rows),
     dec_blocks=from_config.model_spec(cfg.hvae).dec_blocks,
