@@ -23,7 +23,7 @@ import numpy as np
 from experiments import common
 from experiments.hvae import from_config
 from experiments.hvae import train as hvae_train
-from mrflax import data
+from mrflax import data, training
 
 # ---------------------------------------------------------------------------------------------
 # Runs
@@ -48,19 +48,6 @@ def finished(workdir: pathlib.Path, name: str) -> bool:
   return (workdir / name / "summary.json").exists()
 
 
-def _config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
-  """Dotted keys whose values differ between two config dicts (``data.data_dir`` ignored)."""
-  out = []
-  for key in sorted(set(saved) | set(current)):
-    path = f"{prefix}{key}"
-    a, b = saved.get(key), current.get(key)
-    if isinstance(a, dict) and isinstance(b, dict):
-      out += _config_differences(a, b, path + ".")
-    elif a != b and path != "data.data_dir":
-      out.append(f"{path}: {a!r} -> {b!r}")
-  return out
-
-
 def train_run(config, workdir: pathlib.Path, name: str) -> dict[str, Any]:
   """Trains (or reuses) one run; returns its ``summary.json``.
 
@@ -71,7 +58,11 @@ def train_run(config, workdir: pathlib.Path, name: str) -> dict[str, Any]:
   summary = work / "summary.json"
   if summary.exists():
     saved = json.loads((work / "config.json").read_text())
-    diff = _config_differences(saved, json.loads(config.to_json()))
+    diff = [
+      f"{k}: {a!r} -> {b!r}"
+      for k, a, b in training.config_diff(saved, json.loads(config.to_json()))
+      if k != "data.data_dir"  # where the data lives is not part of the protocol
+    ]
     if diff:
       raise ValueError(
         f"run {name!r} in {work} was trained with another config ({'; '.join(diff)}); "
