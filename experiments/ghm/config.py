@@ -6,9 +6,9 @@ cell. Variants (``config.py:<arg>``):
 * ``e1``: σ-conditioned BP-aligned U-Net (width 64) vs exact BP and the per-leaf baselines,
   online data, plus the n_train = 2,000 run, the memorising denoiser sweep and BP / baselines over
   16 rule sets. Command: ``python -m experiments.main --config=experiments/ghm/config.py:e1
-  --workdir=/tmp/ghm_runs``. Hardware: 2-core CPU (shared). Wall time: 625 s measured at load 4-6; the
-  2026-12-06 rerun 407 s. Expected / measured: E|f - D*|^2 <= 0.02 per leaf at every σ (0.012
-  max), gap fraction >= 0.9 at σ = 0.75 (0.947 vs local-pos).
+  --workdir=/tmp/ghm_runs``. Hardware: 2-core CPU (shared). Wall time: 625 s measured at load
+  4-6; the 2026-12-06 rerun 407 s. Expected / measured: E|f - D*|^2 <= 0.02 per leaf at every σ
+  (0.012 max), gap fraction >= 0.9 at σ = 0.75 (0.947 vs local-pos).
 * ``e2``: ConvNet classifier at σ ∈ {0.5, 0.75, 1.0} (online) and n_train = 2,000 at σ = 0.75,
   plus the clean-data sample-complexity sweep (m ∈ {2, 3, 4}, L = 3). 646 s measured on 2 shared
   cores at load 4-6 (the 2026-12-06 rerun: 2,462 s at load 7-12). Expected / measured: accuracy
@@ -20,9 +20,9 @@ cell. Variants (``config.py:<arg>``):
 * ``e4``: forward-backward, P(root kept) and leaf Hamming distance vs σ_t for L ∈ {3, 4, 5, 6}
   (exact BP, 6 rule sets), and at L = 4 the oracle reverse SDE and the U-Net of ``e3`` (its
   checkpoint loaded from ``--config.e4.unet_dir`` (E3's workdir) or this workdir; trained if
-  missing). 197 s measured with the E3
-  U-Net present (the 2026-12-06 rerun: 689 s beside the test suite). Expected / measured: the class transition sharpens with L (0.46 -> 0.64 at
-  σ_t = 0.75 from L = 3 to 6).
+  missing). 197 s measured with the E3 U-Net present (the 2026-12-06 rerun: 689 s beside the test
+  suite). Expected / measured: the class transition sharpens with L (0.46 -> 0.64 at σ_t = 0.75
+  from L = 3 to 6).
 * ``e1_ablations``: the E1 U-Net and three §7.4 ablations (no long skips, no ``+u`` output
   residual, average pooling instead of kernel = stride convolutions), 2,000 steps each, evaluated
   like E1.
