@@ -10,12 +10,14 @@ WORKDIR ?= workdir/digits
 # Parallel test workers: default to the machine's cores (the suite is written for 2).
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: demo haar-demo test lint fmt install bench data clean help
+.PHONY: demo haar-demo test lint fmt install bench data clean help docs wheel-check
 
 help:
 	@echo "make demo   - set up .venv if needed and run the demo (offline)"
 	@echo "make test   - set up .venv if needed, lint, and run the whole test suite"
 	@echo "make bench  - run the benchmarks and rewrite benchmarks/README.md"
+	@echo "make docs   - build the documentation site (warnings are errors) into docs/_build/html"
+	@echo "make wheel-check - build sdist + wheel, twine check, test the wheel in a fresh venv"
 	@echo "make lint / fmt / data / clean"
 
 $(PY):
@@ -53,10 +55,39 @@ test: lint
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all
 
+# ------------------------------------------------------------------------------------ docs
+# Sphinx + myst-nb, offline: MathJax comes from the npm package (unpacked into docs/_vendor),
+# intersphinx from local inventories (docs/inventories.py), the diagram from Graphviz's dot.
+# The four Colab notebooks are executed on every build (MRFLAX_DOCS_EXECUTE=cache|off to skip).
+DOCS_STAMP := $(VENV)/.docs-stamp
+MATHJAX_VERSION ?= 3.2.2
+MATHJAX := docs/_vendor/mathjax/.fetched-$(MATHJAX_VERSION)
+SPHINXOPTS ?=
+
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,docs]'
+	@touch $(DOCS_STAMP)
+
+$(MATHJAX):
+	docs/fetch_mathjax.sh $(MATHJAX_VERSION)
+	@touch $(MATHJAX)
+
+docs: $(DOCS_STAMP) $(MATHJAX)
+	@command -v dot >/dev/null || { echo "installing Debian package graphviz (needs root)"; \
+	  apt-get update -qq && apt-get install -y -qq graphviz; }
+	$(PY) docs/check_coverage.py
+	$(VENV)/bin/sphinx-build -E -W --keep-going -b html $(SPHINXOPTS) docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
+# Builds the sdist and the wheel, runs twine check, installs the wheel (alone) into a fresh venv
+# and runs README's library snippets against it from a temporary directory.
+wheel-check:
+	PYTHON=$(PYTHON) bash .ci/wheel_check.sh
+
 data:
 	@if [ -d /usr/share/datasets/fashion-mnist ]; then echo "fashion-mnist IDX files present"; \
 	else echo "installing Debian package dataset-fashion-mnist (needs root)"; \
 	  apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info docs/_build docs/_vendor docs/notebooks

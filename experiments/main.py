@@ -14,9 +14,18 @@ have ``train``, which runs the study the config names and writes its JSON and fi
 ``--config.eval.iw_samples=K`` (and optionally ``--config.eval.iw_chunk=C`` samples per vmapped
 call), the importance-weighted bound.
 
+Multi-process runs (one process per host, or per GPU group): with the environment variables
+``MRFLAX_COORDINATOR`` (``host:port`` of process 0), ``MRFLAX_NUM_PROCESSES`` and
+``MRFLAX_PROCESS_ID`` set, every process joins the run through ``jax.distributed.initialize``
+before anything else touches JAX; ``--distributed=auto`` lets ``jax.distributed.initialize()``
+find its peers itself (TPU pod slices, SLURM); ``--distributed=off`` ignores the variables. See
+``experiments/hvae/train.py`` for what each process does (process 0 writes the files).
+
 Mistakes end in one line on stderr and exit code 2, not a traceback: an unknown config field
 (``--config.train.stepz=3``: "no field 'stepz' in config.train; did you mean 'steps'?"), and a
-checkpoint that does not fit the configured model (what differs, how to proceed).
+checkpoint that does not fit the configured model (what differs, how to proceed), a partial or
+malformed ``MRFLAX_*`` multi-process description, and several processes for a runner that runs
+in one only.
 """
 
 from __future__ import annotations
@@ -25,9 +34,11 @@ import importlib
 import re
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from mrflax import sharding
 from mrflax.training.checkpoint import CheckpointMismatchError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -35,6 +46,15 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, pictures).")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"], "What to do.")
+_DISTRIBUTED = flags.DEFINE_enum(
+  "distributed",
+  "env",
+  ["env", "auto", "off"],
+  "Multi-process start-up. env: join the run that MRFLAX_COORDINATOR (host:port), "
+  "MRFLAX_NUM_PROCESSES and MRFLAX_PROCESS_ID describe, one process if none is set; auto: "
+  "jax.distributed.initialize() discovers the processes itself (TPU pod slices, SLURM); "
+  "off: one process.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -45,6 +65,9 @@ RUNNERS = {
   "ghm": "experiments.ghm.run",
   "unet_haar": "experiments.unet_haar.run",
 }
+
+#: The runners that work in a multi-process run (see experiments/hvae/train.py).
+MULTI_PROCESS_RUNNERS = frozenset({"hvae"})
 
 
 def _fail(message: str) -> None:
@@ -79,6 +102,16 @@ def _parse_flags(argv: list[str]) -> list[str]:
   raise AssertionError("unreachable")
 
 
+def _join_processes(how: str) -> None:
+  """``jax.distributed.initialize`` as ``--distributed`` says; before any other JAX call."""
+  if how == "off":
+    return
+  try:
+    sharding.initialize_distributed(auto=how == "auto")
+  except ValueError as err:
+    _fail(str(err))
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -89,6 +122,12 @@ def main(argv: list[str]) -> None:
   runner = config.get("runner")
   if runner not in RUNNERS:
     _fail(f"{where}: config.runner is {runner!r}; expected one of {', '.join(sorted(RUNNERS))}")
+  _join_processes(_DISTRIBUTED.value)  # before the runner's imports can touch a JAX backend
+  if runner not in MULTI_PROCESS_RUNNERS and jax.process_count() > 1:
+    _fail(
+      f"the {runner} runner runs in one process only (this run has {jax.process_count()}); "
+      f"multi-process runners: {', '.join(sorted(MULTI_PROCESS_RUNNERS))}"
+    )
   modes = importlib.import_module(RUNNERS[runner]).MODES
   if _MODE.value not in modes:
     _fail(f"--mode={_MODE.value} is not a mode of the {runner} runner (it has {', '.join(modes)})")

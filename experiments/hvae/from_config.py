@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import jax
 import ml_collections
+from jax.experimental import multihost_utils
 
 from mrflax import data, nn
 from mrflax.training import loop
@@ -127,7 +129,22 @@ def splits(config: ml_collections.ConfigDict) -> dict[str, str]:
 
 def open_split(config: ml_collections.ConfigDict, split: str):
   """The split's source; imports the dataset first if it has an offline importer and the
-  config allows it (the digits ship inside scikit-learn, so ``make demo`` needs no network)."""
+  config allows it (the digits ship inside scikit-learn, so ``make demo`` needs no network).
+
+  In a multi-process run process 0 opens (and if need be imports) the split first while the
+  others wait, so that no two processes import into ``data.data_dir`` at once.
+  """
+  if jax.process_count() > 1:
+    barrier = f"mrflax_open_split_{config.data.name}_{split}"
+    try:
+      if jax.process_index() == 0:
+        _open_or_import(config, split)
+    finally:  # even if process 0 failed: the others must not wait for it forever
+      multihost_utils.sync_global_devices(barrier)
+  return _open_or_import(config, split)
+
+
+def _open_or_import(config: ml_collections.ConfigDict, split: str):
   d = config.data
   try:
     return data.open_source(d.name, split, data_dir=d.data_dir)

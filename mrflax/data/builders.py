@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
+from mrflax._optional import import_optional
 from mrflax.data.registry import get_spec
 
 _IDX_DTYPES = {
@@ -197,7 +198,8 @@ def _build(
   metadata: dict | None = None,
 ) -> pathlib.Path:
   """Writes streams of (PNG bytes, label) as a TFDS dataset, in the order given."""
-  import tensorflow_datasets as tfds  # heavy import, kept local
+  # heavy import, kept local
+  tfds = import_optional("tensorflow_datasets", extra="data", purpose="writing a TFDS dataset")
 
   class _ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     VERSION = tfds.core.Version(version)

@@ -84,14 +84,33 @@ def eval_batches(
   seed: int = 0,
   process_index: int | None = None,
   process_count: int | None = None,
+  rows: tuple[int, int] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Every example of this process's share exactly once, in batches padded with a ``mask``.
 
   The last batch is completed by repeating its first example with ``mask = 0``, so all batches
   have one shape (one compilation) and every real example counts once. Dynamic binarisation uses
   a fixed per-example RNG (``seed``), so evaluations are repeatable.
+
+  Two ways to share the examples among processes:
+
+  * by default, process ``i`` of ``n`` evaluates ``source[i::n]`` on its own;
+  * with ``rows=(start, stop)`` (e.g. :func:`mrflax.sharding.process_rows`), the batches are
+    the single-process ones, ``batch_size`` being the *global* batch: every example of
+    ``source`` in order, with the same per-example RNG, and only rows ``start:stop`` of each
+    batch (and of its ``mask``) are loaded and yielded. Every process gets the same number of
+    batches; together they form the batches of a one-process evaluation, so an evaluation over
+    a mesh that spans the processes gives the single-process result. ``process_index`` and
+    ``process_count`` are then not used.
   """
-  index, count = _process_info(process_index, process_count)
+  if rows is None:
+    index, count = _process_info(process_index, process_count)
+    first, last = 0, batch_size
+  else:
+    index, count = 0, 1
+    first, last = rows
+    if not 0 <= first < last <= batch_size:
+      raise ValueError(f"rows {rows} are not a non-empty range within a batch of {batch_size}")
   ds = grain.MapDataset.source(source)[index::count]
   if getattr(preprocess, "is_random", False):
     ds = ds.random_map(lambda ex, rng: preprocess(ex, rng), seed=seed)
@@ -99,10 +118,16 @@ def eval_batches(
     ds = ds.map(preprocess)
   n = len(ds)
   for start in range(0, n, batch_size):
-    items = [ds[i] for i in range(start, min(start + batch_size, n))]
-    mask = np.zeros(batch_size, np.float32)
-    mask[: len(items)] = 1.0
-    items += [items[0]] * (batch_size - len(items))
+    real = min(start + batch_size, n) - start  # real examples in this (global) batch
+    pad = None
+    items = []
+    for r in range(first, last):
+      if r < real:
+        items.append(ds[start + r])
+      else:
+        pad = ds[start] if pad is None else pad
+        items.append(pad)
+    mask = (np.arange(first, last) < real).astype(np.float32)
     out = {k: np.stack([it[k] for it in items]) for k in items[0]}
     out["mask"] = mask
     yield out

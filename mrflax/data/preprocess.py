@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-# VDVAE's input normalisation, input = (x + shift) * scale, one scalar for all channels
-# (VDVAE_REFERENCE.md §10). Datasets not listed use the symmetric map to [-1, 1].
+#: VDVAE's input normalisation ``(shift, scale)`` by dataset: input = (x + shift) * scale, one
+#: scalar for all channels (VDVAE_REFERENCE.md §10). Datasets not listed use the symmetric map
+#: to [-1, 1].
 VDVAE_INPUT_NORMALIZATION: dict[str, tuple[float, float]] = {
   "cifar10": (-120.63838, 1.0 / 64.16736),
   "imagenet32": (-116.2373, 1.0 / 69.37404),

@@ -152,6 +152,8 @@ _TFDS_ONLINE = (
   ".download_and_prepare()"
 )
 
+#: Every dataset mrflax knows, by name: its :class:`DatasetSpec` (TFDS name and version, shape,
+#: splits, bit depth, held-out split and how to obtain it offline).
 DATASETS: dict[str, DatasetSpec] = {
   "digits": DatasetSpec(
     name="digits",

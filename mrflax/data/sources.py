@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from mrflax._optional import import_optional
 from mrflax.data.registry import DatasetSpec, HeldOut, get_spec
 
 
@@ -58,8 +59,7 @@ def find_dataset(name: str, *, data_dir: str | os.PathLike | None = None) -> pat
 
 def tfds_source(tfds_name: str, split: str, *, data_dir: str | os.PathLike | None) -> Sequence[Any]:
   """``tfds.data_source`` for a registered TFDS dataset (no download, no TensorFlow)."""
-  import tensorflow_datasets as tfds
-
+  tfds = import_optional("tensorflow_datasets", extra="data", purpose="reading a TFDS dataset")
   return tfds.data_source(tfds_name, split=split, data_dir=data_dir, download=False)
 
 
@@ -103,8 +103,7 @@ def open_source(
   path, registered, root = _find(name, data_dir)
   if registered:
     return tfds_source(spec.tfds_name, split, data_dir=root)
-  import tensorflow_datasets as tfds
-
+  tfds = import_optional("tensorflow_datasets", extra="data", purpose="reading a TFDS dataset")
   return tfds.builder_from_directory(path).as_data_source(split=split)
 
 

@@ -9,6 +9,8 @@ import numpy as np
 from jaxtyping import ArrayLike, Float, Int
 from PIL import Image
 
+from mrflax._optional import import_optional
+
 
 def rescale_to_uint8(x: ArrayLike, *, low: float = -1.0, high: float = 1.0) -> np.ndarray:
   """Maps ``[low, high]`` linearly to uint8 ``[0, 255]``, rounding to the nearest level (clipped).
@@ -53,8 +55,7 @@ def save_kl_plot(
   title: str = "",
 ) -> None:
   """A bar chart of the KL of every top-down block (nats/dim), coloured by resolution."""
-  import matplotlib
-
+  matplotlib = import_optional("matplotlib", extra="plots", purpose="save_kl_plot")
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 

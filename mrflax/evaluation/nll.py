@@ -17,7 +17,8 @@ with :math:`\mathcal L_1 = \mathrm{ELBO} \le \mathcal L_K \le \mathcal L_{K'}` f
 :math:`K \le K'`. Batches come padded with a ``mask`` (:func:`mrflax.data.eval_batches`); only the
 rows with ``mask = 1`` enter the averages (padding rows are dropped, even if they are NaN).
 Given a ``mesh``, every batch is sharded over its ``data`` axis before the (jitted) function
-sees it.
+sees it; a mesh that spans several processes takes each process's rows of every batch and gives
+every process the whole split's result.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jaxtyping import Array, ArrayLike, Float, Key
 
 from mrflax import sharding as _sharding
@@ -202,17 +204,35 @@ def _real_rows(
   key: Array,
   mesh: Any,
 ) -> Iterator[Any]:
-  """Calls ``fn(batch, fold_in(key, i))`` on every batch; yields its outputs' real rows."""
+  """Calls ``fn(batch, fold_in(key, i))`` on every batch; yields its outputs' real rows.
+
+  With a ``mesh`` whose devices span several processes, each process passes its rows of every
+  global batch (:func:`mrflax.data.eval_batches` with ``rows``); the global batch (mask
+  included) is assembled over the mesh, and the outputs and the mask are gathered on every
+  process, so every process yields the real rows of the whole global batch, in order.
+  """
   for i, batch in enumerate(batches):
     if "mask" not in batch:
       raise ValueError("evaluation batches need a 'mask' entry (see mrflax.data.eval_batches)")
-    keep = np.asarray(batch["mask"]) > 0
-    feed = {k: v for k, v in batch.items() if k != "mask"}
-    if mesh is not None:
-      _sharding.check_batch_divisible(len(keep), mesh)
-      feed = _sharding.shard_batch(feed, mesh)
-    out = jax.device_get(fn(feed, jax.random.fold_in(key, i)))
+    batch_key = jax.random.fold_in(key, i)
+    if mesh is not None and not _spans_one_process(mesh):
+      feed = _sharding.shard_batch(dict(batch), mesh)  # this process's rows -> global arrays
+      mask = feed.pop("mask")
+      _sharding.check_batch_divisible(mask.shape[0], mesh)
+      out, mask = multihost_utils.process_allgather((fn(feed, batch_key), mask), tiled=True)
+      keep = np.asarray(mask) > 0
+    else:
+      keep = np.asarray(batch["mask"]) > 0
+      feed = {k: v for k, v in batch.items() if k != "mask"}
+      if mesh is not None:
+        _sharding.check_batch_divisible(len(keep), mesh)
+        feed = _sharding.shard_batch(feed, mesh)
+      out = jax.device_get(fn(feed, batch_key))
     yield jax.tree.map(lambda v, keep=keep: np.asarray(v, np.float64)[keep], out)
+
+
+def _spans_one_process(mesh: Any) -> bool:
+  return len({d.process_index for d in np.asarray(mesh.devices).flat}) == 1
 
 
 def evaluate_elbo(
@@ -234,6 +254,10 @@ def evaluate_elbo(
     data_dims: dimensions per image, for nats/image.
     resolutions: the resolution of every block, for ``kl_per_resolution``.
     mesh: shard each batch over this mesh's ``data`` axis (batch size divisible by its size).
+      A mesh over several processes' devices: every process calls this with its rows of each
+      batch (:func:`mrflax.data.eval_batches` with ``rows=``
+      :func:`mrflax.sharding.process_rows`) and gets the result of the whole split, equal to
+      the single-process one (same batches, same per-batch keys).
 
   Returns:
     :class:`ElboResult`.
@@ -295,7 +319,8 @@ def evaluate_iw(
     key: base key; batch ``i`` uses ``fold_in(key, i)``.
     data_dims: dimensions per image.
     chunk: the ``chunk`` the log weights were computed with (recorded in the result).
-    mesh: shard each batch over this mesh's ``data`` axis (batch size divisible by its size).
+    mesh: shard each batch over this mesh's ``data`` axis (batch size divisible by its size);
+      over several processes as in :func:`evaluate_elbo`.
 
   Returns:
     :class:`IwResult`.

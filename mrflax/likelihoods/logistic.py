@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Key
 
+#: The floor on predicted log-scales (VDVAE's ``max(log_scale, -7)``) in the logistic and DMoL
+#: likelihoods.
 LOG_SCALE_MIN = -7.0
 
 

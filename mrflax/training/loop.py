@@ -79,6 +79,19 @@ class LoopConfig:
 
 @dataclasses.dataclass
 class FitResult:
+  """What :func:`fit` returns.
+
+  Attributes:
+    trainer: the :class:`Trainer` that ran the steps (its model graph, loss and optimizer).
+    state: the final :class:`TrainState`, on the mesh.
+    metrics: the last logged training record (window means, ``skipped_total``...).
+    resumed_from: the checkpoint step the run resumed from, ``None`` for a fresh run.
+    compile_s: seconds spent compiling the train step.
+    preempted: the run stopped early on SIGTERM (after saving a checkpoint).
+    eval_metrics: the last evaluation (``eval_fn``'s result), if any.
+    best_eval: the best ``loop.eval_metric`` seen so far (with ``loop.eval_every``).
+  """
+
   trainer: Trainer
   state: TrainState
   metrics: dict[str, float]

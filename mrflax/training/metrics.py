@@ -2,7 +2,8 @@
 
 Metrics go to ``<workdir>/metrics.jsonl`` (one JSON object per record) and, as scalar summaries,
 to a TensorBoard event file in ``<workdir>`` (``tensorboard --logdir <workdir>``), written with
-the ``tensorboard`` package's event-file writer and protos: no TensorFlow needed.
+the ``tensorboard`` package's event-file writer and protos: no TensorFlow needed. That package is
+optional (``pip install 'mrflax[tensorboard]'``); without it only the JSON-lines file is written.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import time
 from typing import Any
 
 import numpy as np
+from absl import logging
+
+from mrflax._optional import import_optional, is_available
 
 
 def to_python(tree: Any) -> Any:
@@ -40,7 +44,9 @@ class MetricWriter:
     workdir: the run directory.
     name: base name of the JSON-lines file.
     enabled: write anything at all (``False`` on every process but 0).
-    tensorboard: also write scalar summaries to an event file in ``workdir``.
+    tensorboard: also write scalar summaries to an event file in ``workdir``: ``True`` requires
+      the ``tensorboard`` package (an ImportError naming ``mrflax[tensorboard]`` otherwise),
+      ``None`` (the default) writes them where it is installed, ``False`` never.
     start_step: the step a resumed run starts from. TensorBoard then drops the scalars an
       earlier, interrupted run logged after that step (a ``SessionLog.START`` event at
       ``start_step + 1``: TensorBoard purges from the step of that event on), so a
@@ -63,7 +69,7 @@ class MetricWriter:
     name: str = "metrics",
     *,
     enabled: bool = True,
-    tensorboard: bool = True,
+    tensorboard: bool | None = None,
     start_step: int | None = None,
   ):
     self.path = pathlib.Path(workdir) / f"{name}.jsonl"
@@ -72,10 +78,17 @@ class MetricWriter:
     if not enabled:
       return
     self.path.parent.mkdir(parents=True, exist_ok=True)
+    if tensorboard is None:
+      tensorboard = is_available("tensorboard")
+      if not tensorboard:
+        logging.info("tensorboard is not installed: metrics go to %s only", self.path)
     if tensorboard:
-      from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-      self._events = EventFileWriter(os.fspath(self.path.parent))
+      writer = import_optional(
+        "tensorboard.summary.writer.event_file_writer",
+        extra="tensorboard",
+        purpose="MetricWriter(tensorboard=True)",
+      )
+      self._events = writer.EventFileWriter(os.fspath(self.path.parent))
       if start_step:
         from tensorboard.compat.proto import event_pb2
 

@@ -70,7 +70,7 @@ class TrainState:
 
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
-  """Optimisation hyperparameters of the train step (typed; built from a config at the boundary).
+  r"""Optimisation hyperparameters of the train step (typed; built from a config at the boundary).
 
   Attributes:
     optimizer: ``"adamw"`` or ``"adamax"``.
