@@ -116,9 +116,18 @@ class Checkpointer:
     if best is not None and not metric < best:
       return False
     if self._best is None:
+      # Its own barrier prefix: the regular manager may save the same step at once, and in a
+      # multi-process run two managers with unprefixed barriers wait at identically named
+      # barriers (``async_write_complete.<step>``) and hang.
       self._best = ocp.CheckpointManager(
         self._best_dir,
-        options=ocp.CheckpointManagerOptions(max_to_keep=1, **self._options),
+        options=ocp.CheckpointManagerOptions(
+          max_to_keep=1,
+          multiprocessing_options=ocp.options.MultiprocessingOptions(
+            barrier_sync_key_prefix="best"
+          ),
+          **self._options,
+        ),
         handler_registry=_registry(),
       )
     cfg = dict(config or {}, _best_metric=float(metric))
