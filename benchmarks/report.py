@@ -63,6 +63,16 @@ def _scan(r):
   return s, goal
 
 
+def _scan_settle(r):
+  s = (
+    f"shared HVAE, depth {r['ratio_depth']}, {r['rounds']} paired rounds, {r['threads']} "
+    f"pinned thread(s): scan/unrolled step geometric mean **{r['ratio_geomean']}**, "
+    f"{r['ratio_ci_level']:.0%} CI [{r['ratio_ci_low']}, **{r['ratio_ci_high']}**], "
+    f"median {r['ratio_median']}"
+  )
+  return s, f"CI upper end ≤ {r['goal_upper']}: {_goal(r['ratio_ci_high'] <= r['goal_upper'])}"
+
+
 def _memory(r):
   parts = [
     f"{x['preset']} {x['remat']}: {x['peak_mib']:.0f} MiB"
@@ -106,6 +116,7 @@ def _ghm(r):
 SUMMARIES: dict[str, Callable[[dict], tuple[str, str]]] = {
   "hvae_step": _hvae_step,
   "scan": _scan,
+  "scan_settle": _scan_settle,
   "memory": _memory,
   "inference": _inference,
   "train_throughput": _train,
