@@ -30,6 +30,7 @@ _LONGEST = {
   "tests/training/ghm_test.py::"
   "test_interrupted_training_resumes_bit_for_bit_and_a_finished_run_is_loaded": 101,
   "tests/colabs/notebooks_test.py::test_notebook_runs[04_ghm_belief_propagation]": 75,
+  "tests/benchmarks/scan_settle_test.py::test_settle_mode_tiny_end_to_end": 66,
 }
 
 
