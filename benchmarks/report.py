@@ -63,10 +63,15 @@ def _scan(r):
   return s, goal
 
 
+def _remat(r):
+  remat = r.get("scan_remat", "none")
+  return "" if remat == "none" else f" (remat={remat})"
+
+
 def _scan_settle(r):
   s = (
     f"shared HVAE, depth {r['ratio_depth']}, {r['rounds']} paired rounds, {r['threads']} "
-    f"pinned thread(s): scan/unrolled step geometric mean **{r['ratio_geomean']}**, "
+    f"pinned thread(s): scan{_remat(r)}/unrolled step geometric mean **{r['ratio_geomean']}**, "
     f"{r['ratio_ci_level']:.0%} CI [{r['ratio_ci_low']}, **{r['ratio_ci_high']}**], "
     f"median {r['ratio_median']}"
   )

@@ -31,6 +31,7 @@ BENCHMARKS = {
   "scan": ["--skip-unrolled-compile"],
   # issue 14 item 5: scan vs unrolled at depth 16, 60 paired rounds on pinned threads, interval
   "scan_settle": ("scan", ["--settle"]),
+  "scan_settle_block": ("scan", ["--settle", "--scan-remat", "block"]),
   "hvae_step": [*_CIFAR10_STEP, "--mode", "unrolled"],
   "hvae_step_scan": ("hvae_step", [*_CIFAR10_STEP, "--mode", "scan"]),
   "hvae_step_shared": ("hvae_step", [*_CIFAR10_STEP, "--mode", "shared", "--share", "2"]),

@@ -29,7 +29,10 @@ off. The per-round ratios scan ÷ unrolled go to :func:`benchmarks.common.ratio_
 mean with a Student-t interval on the mean log-ratio (the headline, ``ratio_ci_low`` /
 ``ratio_ci_high``), median with a bootstrap interval, and the geometric mean of the two orders
 apart (``ratio_geomean_unrolled_first`` / ``..._scan_first``: far apart means order matters).
-The goal is met when ``ratio_ci_high <= 1.10``.
+The goal is met when ``ratio_ci_high <= 1.10``. ``--scan-remat block`` puts each application
+of the scanned step under ``jax.checkpoint`` (``ExecPolicy(remat="block")``; the unrolled step
+stays without remat, its fastest form): on XLA:CPU that is the fastest scanned form, faster than
+the unrolled step (benchmarks/README.md, "Settling scan vs unrolled").
 
 Threads are pinned before JAX is imported (:func:`pin_threads`), ``--threads N`` (default: every
 core this process may run on):
@@ -47,7 +50,8 @@ core this process may run on):
 
 The JSON line (``benchmark="scan_settle"``) also carries every kept round's times and ratio, so
 the interval can be recomputed. Run on an idle machine:
-``python -m benchmarks.scan --settle [--rounds 60] [--warmup-rounds 5] [--threads N]``.
+``python -m benchmarks.scan --settle [--rounds 60] [--warmup-rounds 5] [--threads N]
+[--scan-remat none|block|resolution]``.
 """
 
 from __future__ import annotations
@@ -67,7 +71,13 @@ VARIANTS = {
   "unrolled": dict(exec_mode="unroll", conv_backward="xla"),
   "scan_xla": dict(exec_mode="scan", conv_backward="xla"),
   "scan": dict(exec_mode="scan", conv_backward="custom"),
+  # Opt-in (``--variants``): the other corners of mode x VJP x remat, for the decomposition in
+  # benchmarks/README.md ("Settling scan vs unrolled").
+  "unrolled_custom": dict(exec_mode="unroll", conv_backward="custom"),
+  "unrolled_block": dict(exec_mode="unroll", conv_backward="xla", remat="block"),
+  "scan_block": dict(exec_mode="scan", conv_backward="custom", remat="block"),
 }
+DEFAULT_VARIANTS = ("unrolled", "scan_xla", "scan")
 
 
 def spec_for(depth: int, width: int = 128):
@@ -210,12 +220,14 @@ def settle(args: argparse.Namespace, pinned: dict[str, Any]) -> dict[str, Any]:
   )
   steps, compile_s = {}, {}
   for name in ("unrolled", "scan"):
-    b = hvae_train_step(spec, batch=args.batch, policy=ExecPolicy(**VARIANTS[name]))
+    kw = dict(VARIANTS[name], remat=args.scan_remat) if name == "scan" else VARIANTS[name]
+    b = hvae_train_step(spec, batch=args.batch, policy=ExecPolicy(**kw))
     steps[name], compile_s[name] = b["step"], round(b["compile_s"], 3)
     print(f"[scan settle] depth {d} {name:8s} compile {b['compile_s']:6.1f} s", flush=True)
   return dict(
     benchmark="scan_settle",
     ratio_depth=d,
+    scan_remat=args.scan_remat,
     batch=args.batch,
     width=args.width,
     params=spec_param_count(spec).total,
@@ -245,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
   ap.add_argument(
     "--variants",
     nargs="+",
-    default=list(VARIANTS),
+    default=list(DEFAULT_VARIANTS),
     choices=list(VARIANTS),
     help="which formulations to compile and time (unrolled and scan are always needed)",
   )
@@ -262,6 +274,12 @@ def main(argv: list[str] | None = None) -> None:
     "--threads", type=int, default=None, help="XLA:CPU threads and cores (default: all cores)"
   )
   settle_args.add_argument("--confidence", type=float, default=0.95)
+  settle_args.add_argument(
+    "--scan-remat",
+    default="none",
+    choices=["none", "block", "resolution"],
+    help="remat policy of the scanned step (the unrolled one never rematerialises)",
+  )
   args = ap.parse_args(argv)
   if args.settle and (args.rounds < 2 or args.warmup_rounds < 0):
     ap.error("--settle needs --rounds >= 2 and --warmup-rounds >= 0")
@@ -313,6 +331,7 @@ def sweep(args: argparse.Namespace) -> None:
     scan_xla_over_unrolled=(
       round(median_ratio(times["scan_xla"], times["unrolled"]), 3) if "scan_xla" in times else None
     ),
+    over_unrolled={n: round(median_ratio(t, times["unrolled"]), 3) for n, t in times.items()},
     compile_s={n: {str(k): v for k, v in sorted(c.items())} for n, c in compile_s.items()},
     compile_64_over_8=round(compile_s["scan"][hi] / compile_s["scan"][lo], 3),
     depths=[lo, hi],

@@ -38,6 +38,7 @@ def test_scan_benchmark_tiny():
   assert r["benchmark"] == "scan" and r["depths"] == [7, 8]
   assert set(r["step_s"]) == {"unrolled", "scan"} and r["scan_xla_over_unrolled"] is None
   assert r["scan_over_unrolled"] > 0 and r["compile_64_over_8"] > 0
+  assert r["over_unrolled"] == {"unrolled": 1.0, "scan": r["scan_over_unrolled"]}
   assert set(r["compile_s"]["scan"]) == {"7", "8"} and set(r["compile_s"]["unrolled"]) == {"8"}
 
 

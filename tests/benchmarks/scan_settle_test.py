@@ -70,6 +70,7 @@ def test_settle_rounds_on_two_small_programs(capsys):
 
 def test_registered_in_run_all_and_summarised_by_report():
   assert run_all._command("scan_settle") == ("scan", ["--settle"])
+  assert run_all._command("scan_settle_block") == ("scan", ["--settle", "--scan-remat", "block"])
   r = dict(
     benchmark="scan_settle",
     ratio_depth=16,
@@ -85,8 +86,11 @@ def test_registered_in_run_all_and_summarised_by_report():
   )
   block = report.render({"scan_settle": r})
   assert "95% CI [1.071, **1.095**]" in block and "CI upper end ≤ 1.1: met" in block
+  assert "scan/unrolled step" in block  # no remat named when the scanned step has none
   block = report.render({"scan_settle": {**r, "ratio_ci_high": 1.12}})
   assert "CI upper end ≤ 1.1: **not met**" in block
+  block = report.render({"scan_settle_block": {**r, "scan_remat": "block"}})
+  assert "`scan_settle_block`" in block and "scan (remat=block)/unrolled step" in block
 
 
 @pytest.mark.slow
@@ -94,11 +98,13 @@ def test_settle_mode_tiny_end_to_end():
   cmd = [sys.executable, "-m", "benchmarks.scan", "--settle", "--ratio-depth", "7"]
   cmd += ["--width", "8", "--batch", "2", "--rounds", "4", "--warmup-rounds", "1"]
   cmd += ["--threads", "1"]  # also checks that XLA accepts --xla_cpu_multi_thread_eigen=false
+  cmd += ["--scan-remat", "block"]
   proc = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
   lines = proc.stdout.strip().splitlines()
   assert any("compile" in ln for ln in lines[:-1]) and any("t-interval" in ln for ln in lines)
   r = json.loads(lines[-1])
   assert r["benchmark"] == "scan_settle" and r["ratio_depth"] == 7 and r["width"] == 8
+  assert r["scan_remat"] == "block"
   _check_ratio_fields(r, rounds=4)
   assert r["threads"] == 1 and len(r["cpus"]) == 1 and r["pinned_env"]["PJRT_NPROC"] == "1"
   assert "--xla_cpu_multi_thread_eigen=false" in r["xla_flags"]
