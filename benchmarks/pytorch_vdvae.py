@@ -11,9 +11,11 @@ imported). Nothing of that repository is part of mrflax.
   ``forward_manual_latents`` against mrflax's prior pass with given latents), the DMoL
   likelihood of that output, and ``to_vdvae_state_dict`` back against the original.
 * ``--bench``: one training step (forward, backward, ``torch.optim.AdamW`` with VDVAE's
-  settings) of the reference model for a preset (default CIFAR-10, batch 8), fp32, timed like
-  mrflax's ``benchmarks/hvae_step.py`` (warm-up, median of ``--repeats``), and the same step of
-  mrflax in this process right after (``--mrflax-mode``), so both run on the same machine state.
+  settings) of the reference model for a preset (``--preset``: default CIFAR-10, batch 8; or
+  ``fashion32_rgb``, the CPU experiments' model with 3 channels and the DMoL), fp32, and the
+  same step of mrflax (``--mrflax-mode``, ``--mrflax-remat``) interleaved with it round by round
+  in this process (:func:`bench`): the speed-up with a 95% interval, each step's fraction of
+  the matmul peak measured in the same run, and the goal of issue 14 item 2.
 * ``--freeze DIR``: needs only torch and numpy (no jax, no mrflax). For each config of
   ``FROZEN`` builds the reference ``VAE`` in float64 with perturbed random weights as in
   ``--check`` and writes ``DIR/vdvae_<name>.npz``: the state dict, an input batch and target,
@@ -38,7 +40,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 import types
 
 import numpy as np
@@ -350,16 +351,31 @@ def freeze(vae_mod, helpers, vdvae_dir: str, out_dir: str, command: str) -> dict
   return dict(meta=meta, written=written)
 
 
-def bench(vae_mod, preset: str, batch: int, repeats: int, mrflax_mode: str) -> dict:
+# --bench: the goals of issue 14 item 2 (mrflax images/s over PyTorch's, same CPU, one process).
+BENCH_GOALS = {"cifar10": 1.25, "fashion32_rgb": 1.5}
+
+
+def bench_spec(preset: str):
+  """The ``HVAESpec`` of a ``--bench`` preset: a name of :func:`mrflax.nn.get_preset`, or
+  ``"fashion32_rgb"``: the Fashion-MNIST preset's blocks and widths (``fashion32``) with 3
+  channels, the DMoL and no crop, so that the PyTorch VDVAE can build the same model."""
+  import dataclasses
+
+  from mrflax.nn import get_preset
+
+  if preset == "fashion32_rgb":
+    base = get_preset("fashion32")
+    return dataclasses.replace(base, image_channels=3, likelihood="dmol", crop=0)
+  return get_preset(preset)
+
+
+def torch_train_step(vae_mod, spec, batch: int, *, seed: int = 0):
+  """The PyTorch VDVAE's train step for ``spec`` (fp32; AdamW with VDVAE's settings, gradient
+  clipping at 200 as in its ``train.py``) on a fixed random batch: ``step() -> loss``."""
   import torch
 
-  from benchmarks.common import hvae_train_step
-  from mrflax.nn import ExecPolicy, get_preset
-
-  spec = get_preset(preset)
-  h = hparams_for(spec)
-  torch.manual_seed(0)
-  model = vae_mod.VAE(h)
+  torch.manual_seed(seed)
+  model = vae_mod.VAE(hparams_for(spec))
   opt = torch.optim.AdamW(
     model.parameters(), lr=2e-4, betas=(0.9, 0.9), eps=1e-8, weight_decay=0.01
   )
@@ -374,36 +390,83 @@ def bench(vae_mod, preset: str, batch: int, repeats: int, mrflax_mode: str) -> d
     opt.step()
     return float(stats["elbo"])
 
-  step()
-  times = []
-  for i in range(repeats):
-    t0 = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - t0)
-    print(f"[pytorch_vdvae] torch step {i}: {times[-1]:.2f} s", flush=True)
-  torch_s = statistics.median(times)
-  b = hvae_train_step(spec, batch=batch, policy=ExecPolicy(exec_mode=mrflax_mode))
-  b["step"]()
-  jt = []
-  for i in range(repeats):
-    t0 = time.perf_counter()
-    import jax
+  return model, step
 
-    jax.block_until_ready(b["step"]())
-    jt.append(time.perf_counter() - t0)
-    print(f"[pytorch_vdvae] mrflax step {i}: {jt[-1]:.2f} s", flush=True)
-  jax_s = statistics.median(jt)
+
+def bench(
+  vae_mod,
+  preset: str,
+  batch: int,
+  rounds: int,
+  mrflax_mode: str,
+  mrflax_remat: str = "none",
+  warmup_rounds: int = 1,
+) -> dict:
+  """PyTorch's and mrflax's train step of one model, interleaved round by round in one process.
+
+  Each round runs both steps once (PyTorch first in even rounds, mrflax first in odd ones:
+  :func:`benchmarks.common.paired_rounds`); ``speedup`` is PyTorch's step time over mrflax's
+  (same batch, so images/s of mrflax over PyTorch's), its geometric mean over the rounds with a
+  95% interval (:func:`benchmarks.common.ratio_stats`). Both steps' FLOP rates are given as
+  fractions of a dense matmul peak measured in the same process, from the model's FLOPs (XLA's
+  count of the unrolled mrflax step; the two programs compute the same model).
+  """
+  import torch
+
+  from benchmarks.common import (
+    hvae_train_step,
+    matmul_flops_per_s,
+    paired_rounds,
+    ratio_stats,
+    unrolled_flops,
+  )
+  from mrflax.nn import ExecPolicy, spec_param_count
+
+  spec = bench_spec(preset)
+  model, torch_step = torch_train_step(vae_mod, spec, batch)
+  torch_params = sum(p.numel() for p in model.parameters())
+  policy = ExecPolicy(exec_mode=mrflax_mode, remat=mrflax_remat)
+  b = hvae_train_step(spec, batch=batch, policy=policy)
+  print(f"[pytorch_vdvae] {preset}: mrflax compile {b['compile_s']:.1f} s", flush=True)
+  flops = unrolled_flops(spec, batch=batch, policy=policy)
+  peak = matmul_flops_per_s()
+  print(f"[pytorch_vdvae] matmul peak {peak / 1e9:.1f} GFLOP/s, step {flops:.3g} FLOPs", flush=True)
+  t = paired_rounds(torch_step, b["step"], rounds=rounds, warmup_rounds=warmup_rounds)
+  torch_s, jax_s = statistics.median(t["a"]), statistics.median(t["b"])
+  st = ratio_stats(t["a"], t["b"])
+  goal = BENCH_GOALS.get(preset)
+  print(
+    f"[pytorch_vdvae] {preset} batch {batch}: torch {torch_s:.3f} s, mrflax ({mrflax_mode}, "
+    f"remat {mrflax_remat}) {jax_s:.3f} s per step; mrflax/torch images/s "
+    f"{st['geomean']:.3f} [{st['ci_low']:.3f}, {st['ci_high']:.3f}]"
+    + (f", goal >= {goal}: {'met' if st['ci_low'] >= goal else 'not met'}" if goal else ""),
+    flush=True,
+  )
   return dict(
     preset=preset,
     batch=batch,
+    params_mrflax=spec_param_count(spec).total,
+    params_torch=int(torch_params),
     torch=torch.__version__,
     torch_threads=torch.get_num_threads(),
-    torch_step_s=round(torch_s, 3),
+    torch_step_s=round(torch_s, 4),
+    torch_images_per_s=round(batch / torch_s, 3),
     mrflax_mode=mrflax_mode,
-    mrflax_step_s=round(jax_s, 3),
+    mrflax_remat=mrflax_remat,
+    mrflax_step_s=round(jax_s, 4),
+    mrflax_images_per_s=round(batch / jax_s, 3),
     mrflax_compile_s=round(b["compile_s"], 1),
-    speedup_mrflax_over_torch=round(torch_s / jax_s, 3),
-    flops=b["flops"],
+    rounds=rounds,
+    warmup_rounds=warmup_rounds,
+    times_s={"torch": [round(x, 4) for x in t["a"]], "mrflax": [round(x, 4) for x in t["b"]]},
+    speedup_mrflax_over_torch=round(st["geomean"], 3),
+    speedup_ci=[round(st["ci_low"], 3), round(st["ci_high"], 3)],
+    speedup_goal=goal,
+    goal_met=None if goal is None else bool(st["ci_low"] >= goal),
+    flops=flops,
+    matmul_peak_flops_per_s=round(peak),
+    torch_peak_fraction=round(flops / torch_s / peak, 3),
+    mrflax_peak_fraction=round(flops / jax_s / peak, 3),
   )
 
 
@@ -415,8 +478,10 @@ def main() -> None:
   ap.add_argument("--freeze", metavar="DIR", help="write the frozen references (torch only)")
   ap.add_argument("--preset", default="cifar10")
   ap.add_argument("--batch", type=int, default=8)
-  ap.add_argument("--repeats", type=int, default=3)
+  ap.add_argument("--rounds", type=int, default=3, help="--bench: paired rounds kept")
+  ap.add_argument("--warmup-rounds", type=int, default=1, help="--bench: rounds discarded")
   ap.add_argument("--mrflax-mode", default="unroll", choices=("unroll", "scan"))
+  ap.add_argument("--mrflax-remat", default="none", choices=("none", "block", "resolution"))
   args = ap.parse_args()
   vae_mod, helpers = _reference(args.vdvae_dir)
   result: dict = {"benchmark": "pytorch_vdvae"}
@@ -432,7 +497,15 @@ def main() -> None:
     result["check"] = check(vae_mod, helpers)
     print(f"[pytorch_vdvae] check: {result['check']}", flush=True)
   if args.bench:
-    result["bench"] = bench(vae_mod, args.preset, args.batch, args.repeats, args.mrflax_mode)
+    result["bench"] = bench(
+      vae_mod,
+      args.preset,
+      args.batch,
+      args.rounds,
+      args.mrflax_mode,
+      args.mrflax_remat,
+      args.warmup_rounds,
+    )
   emit({**result, **machine()})
 
 

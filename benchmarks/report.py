@@ -118,6 +118,31 @@ def _ghm(r):
   return f"exact BP, {len(rows)} depths: {min(us):.2f}–{max(us):.2f} µs per leaf (full pass)", ""
 
 
+def _pytorch_vdvae(r):
+  b = r["bench"]
+  lo, hi = b["speedup_ci"]
+  s = (
+    f"{b['preset']} batch {b['batch']}, mrflax {b['mrflax_mode']} remat {b['mrflax_remat']}: "
+    f"{b['mrflax_step_s']} s vs PyTorch {b['torch_step_s']} s per step; mrflax/PyTorch "
+    f"images/s **{b['speedup_mrflax_over_torch']}** [{lo}, {hi}]; peak fraction "
+    f"{b['mrflax_peak_fraction']:.0%} vs {b['torch_peak_fraction']:.0%}"
+  )
+  goal = b.get("speedup_goal")
+  return s, (f"≥ {goal} (interval's lower end): {_goal(lo >= goal)}" if goal else "")
+
+
+def _profile_step(r):
+  m, t = r["mrflax"], r.get("torch")
+  top = sorted(m["seconds"].items(), key=lambda kv: -kv[1])[:3]
+  s = (
+    f"{r['preset']} batch {r['batch']}, {r['threads']} thread(s): mrflax {m['step_s']} s "
+    f"(most: {', '.join(f'{c} {v:.2f} s' for c, v in top)})"
+  )
+  if t:
+    s += f"; PyTorch {t['step_s']} s"
+  return s, ""
+
+
 SUMMARIES: dict[str, Callable[[dict], tuple[str, str]]] = {
   "hvae_step": _hvae_step,
   "scan": _scan,
@@ -127,6 +152,8 @@ SUMMARIES: dict[str, Callable[[dict], tuple[str, str]]] = {
   "train_throughput": _train,
   "wavelets": _wavelets,
   "ghm_bp": _ghm,
+  "pytorch_vdvae": _pytorch_vdvae,
+  "profile_step": _profile_step,
 }
 
 

@@ -12,7 +12,9 @@ Run: ``python -m benchmarks.run_all [name ...]``.
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -22,6 +24,12 @@ from benchmarks import report
 
 # the CIFAR-10 VDVAE train step at batch 8, three timed steps (benchmarks/hvae_step.py)
 _CIFAR10_STEP = ["--preset", "cifar10", "--batch", "8", "--repeats", "3"]
+
+# the peer: VDVAE_DIR is substituted when the benchmark runs (:func:`peer_missing`)
+_PEER = ["--vdvae_dir", "$VDVAE_DIR"]
+# mrflax's fastest CPU form of the VDVAE step (benchmarks/README.md, "Settling scan vs unrolled")
+_FASTEST = ["--mrflax-mode", "scan", "--mrflax-remat", "block"]
+_CUSTOM = ["--conv-backward", "custom"]  # the profile: the CPU default VJP, unrolled
 
 BENCHMARKS = {
   # name: extra command-line arguments, or (module, arguments) when one module runs twice
@@ -46,12 +54,45 @@ BENCHMARKS = {
     "train_throughput",
     ["--config", "vdvae_cifar10", "--batch", "8", "--repeats", "2"],
   ),
+  # issue 14 items 1-2, against the PyTorch VDVAE: need torch and a clone of openai/vdvae named
+  # by the VDVAE_DIR environment variable (skipped, not failed, without them)
+  "pytorch_vdvae_cifar10": (
+    "pytorch_vdvae",
+    [*_PEER, "--bench", "--preset", "cifar10", "--batch", "8", "--rounds", "3", *_FASTEST],
+  ),
+  "pytorch_vdvae_fashion32_rgb": (
+    "pytorch_vdvae",
+    [*_PEER, "--bench", "--preset", "fashion32_rgb", "--batch", "32", "--rounds", "5", *_FASTEST],
+  ),
+  "profile_step_cifar10": (
+    "profile_step",
+    [*_PEER, "--preset", "cifar10", "--batch", "8", "--steps", "1", *_CUSTOM],
+  ),
+  "profile_step_fashion32_rgb": (
+    "profile_step",
+    [*_PEER, "--preset", "fashion32_rgb", "--batch", "32", "--steps", "2", *_CUSTOM],
+  ),
 }
 
 
 def _command(name: str) -> tuple[str, list[str]]:
   entry = BENCHMARKS[name]
   return entry if isinstance(entry, tuple) else (name, entry)
+
+
+def peer_missing(extra: list[str], env: dict[str, str]) -> str | None:
+  """Why a benchmark against the PyTorch VDVAE cannot run here (``None``: it can)."""
+  if "$VDVAE_DIR" not in extra:
+    return None
+  d = env.get("VDVAE_DIR")
+  if not d or not (pathlib.Path(d) / "vae.py").exists():
+    return (
+      f"VDVAE_DIR={d!r} is not a clone of openai/vdvae (no vae.py there): "
+      "git clone https://github.com/openai/vdvae and set VDVAE_DIR to it"
+    )
+  if importlib.util.find_spec("torch") is None:
+    return "PyTorch is not installed: pip install torch (CPU build: torch==2.13.0 here)"
+  return None
 
 
 HERE = pathlib.Path(__file__).parent
@@ -67,6 +108,11 @@ def main(names: list[str]) -> int:
       print(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
       return 2
     module, extra = _command(name)
+    why = peer_missing(extra, dict(os.environ))
+    if why:
+      print(f"== {name}: skipped ({why})", flush=True)
+      continue
+    extra = [os.environ["VDVAE_DIR"] if a == "$VDVAE_DIR" else a for a in extra]
     cmd = [sys.executable, "-m", f"benchmarks.{module}", *extra]
     print(f"== {' '.join(cmd)}", flush=True)
     t0 = time.perf_counter()
