@@ -121,15 +121,17 @@ def test_small_runs_write_results(tmp_path):
       np.testing.assert_allclose(t["exposure_ratio"], np.divide(t["rms"], post), rtol=1e-4)
 
   # euler: the trained cell moved into every architecture; at the trained N it must reproduce
-  # the run's own test ELBO exactly, at another N it is a different model
+  # the run's own test ELBO up to float32 round-off (the two evaluations are separately compiled
+  # programs that XLA may fuse differently: 1.7e-8 apart with the erf GELU), at another N it is a
+  # different model
   euler = json.loads((tmp_path / "euler.json").read_text())
   assert [r["eval_applications"] for r in euler["rows"]] == [3, 5]
   same = euler["rows"][1]
   assert same["trained_applications"] == 5
   trained_bpd = json.loads((tmp_path / "euler_n5" / "summary.json").read_text())["eval"]
-  assert same["bits_per_dim"] == pytest.approx(trained_bpd["bits_per_dim"], rel=1e-9)
+  assert same["bits_per_dim"] == pytest.approx(trained_bpd["bits_per_dim"], rel=1e-6)
   assert same["train_eval_bits_per_dim"] == trained_bpd["bits_per_dim"]
-  assert euler["rows"][0]["bits_per_dim"] != pytest.approx(same["bits_per_dim"], rel=1e-6)
+  assert euler["rows"][0]["bits_per_dim"] != pytest.approx(same["bits_per_dim"], rel=1e-4)
 
   for name, figsize in (
     ("sharing", (5, 3.5)),
