@@ -179,14 +179,14 @@ def parse_hlo(text: str) -> dict[str, dict[str, Any]]:
 
   cache: dict[str, list] = {}
 
-  def comp_heavy(c, depth=0):
+  def comp_heavy(c):
     if c not in cache:
       cache[c] = []
       for d in comps.get(c, []):
         cache[c] += own_heavy(d)
         if d["opcode"] not in ("while", "conditional", "call"):
           for cc in d["calls"]:
-            cache[c] += comp_heavy(cc, depth + 1)
+            cache[c] += comp_heavy(cc)
     return cache[c]
 
   for d in instrs.values():

@@ -1,21 +1,16 @@
 """benchmarks/profile_step.py: HLO parsing, operation classes, and a tiny profiled step."""
 
+import dataclasses
+
 import jax
 import pytest
 
 from benchmarks import profile_step as ps
 from benchmarks.common import hvae_train_step
-from mrflax.nn import ExecPolicy, HVAESpec
+from mrflax.nn import ExecPolicy, get_preset
 
-TINY = HVAESpec(
-  image_size=8,
-  image_channels=3,
-  width=16,
-  zdim=4,
-  enc_blocks="8x1,8d2,4x1,4d4,1x1",
-  dec_blocks="1x1,4m1,4x1,8m4",
-  num_mixtures=2,
-)
+# the tests' tiny8 preset in RGB with the DMoL, so that every operation class appears
+TINY = dataclasses.replace(get_preset("tiny8"), image_channels=3, likelihood="dmol", num_mixtures=2)
 
 
 @pytest.fixture(scope="module", params=["xla", "custom"])
