@@ -198,19 +198,17 @@ def _iw(c, workdir: pathlib.Path, name: str, cfg) -> dict:
 
 
 def _pictures(cfg, workdir: pathlib.Path, out: pathlib.Path, best: dict[str, str]) -> list[str]:
-  """Copies the samples and reconstructions of the best runs; removes those of former bests."""
+  """Copies the samples and reconstructions of the best runs.
+
+  Pictures of former bests stay: the study spans sessions, and experiments/README.md may show
+  a run's pictures that a later, better run does not replace.
+  """
   keep = []
   for name in best.values():
     for kind in ("samples", "reconstructions"):
       dst = out / f"{cfg.prefix}{kind}_{name}.png"
       shutil.copyfile(workdir / name / f"{kind}.png", dst)
       keep.append(dst.name)
-  for old in out.glob(f"{cfg.prefix}samples_*.png"):
-    if old.name not in keep:
-      old.unlink()
-  for old in out.glob(f"{cfg.prefix}reconstructions_*.png"):
-    if old.name not in keep:
-      old.unlink()
   return keep
 
 

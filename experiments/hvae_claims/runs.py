@@ -51,18 +51,19 @@ def finished(workdir: pathlib.Path, name: str) -> bool:
 def train_run(config, workdir: pathlib.Path, name: str) -> dict[str, Any]:
   """Trains (or reuses) one run; returns its ``summary.json``.
 
-  A finished run is reused only if it was trained with the same config (its ``config.json``);
-  otherwise this raises with the differing fields rather than mixing two protocols in one table.
+  A finished run is reused only if it was trained with the same config (its ``config.json``) up
+  to the execution policy and the data location; otherwise this raises with the differing
+  fields rather than mixing two protocols in one table.
   """
   work = workdir / name
   summary = work / "summary.json"
   if summary.exists():
     saved = json.loads((work / "config.json").read_text())
-    diff = [
-      f"{k}: {a!r} -> {b!r}"
-      for k, a, b in training.config_diff(saved, json.loads(config.to_json()))
-      if k != "data.data_dir"  # where the data lives is not part of the protocol
-    ]
+    changes = training.config_diff(saved, json.loads(config.to_json()))
+    # how a run executes (the ExecPolicy: remat, scan, convolution VJP) and where the data lives
+    # change wall time and float round-off, not the model, the data or the optimisation
+    how = {c[0] for c in from_config.execution_only(changes)} | {"data.data_dir"}
+    diff = [f"{k}: {a!r} -> {b!r}" for k, a, b in changes if k not in how]
     if diff:
       raise ValueError(
         f"run {name!r} in {work} was trained with another config ({'; '.join(diff)}); "

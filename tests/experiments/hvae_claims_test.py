@@ -148,3 +148,33 @@ def test_configs():
     assert set(cfg.experiments) <= set(claims_config.EXPERIMENTS)
   with pytest.raises(ValueError, match="unknown experiment"):
     claims_config.get_config("clock")
+
+
+def test_finished_runs_are_reused_across_execution_policies_only(tmp_path):
+  """A finished run trained under another ExecPolicy (remat, exec mode) is reused; one trained
+  with another model or optimiser is refused with the differing field named."""
+  cfg = claims_config.get_config("fashion_sharing").hvae
+  work = tmp_path / "k1_s0"
+  work.mkdir()
+  (work / "config.json").write_text(cfg.to_json())
+  (work / "summary.json").write_text(json.dumps({"test_bits_per_dim": 3.5}))
+
+  policy = runs.run_config(claims_config.get_config("fashion_sharing"), seed=cfg.seed)
+  policy.model.exec_mode = "unroll"
+  policy.model.overrides["remat"] = "none"
+  policy.model.overrides["conv_backward"] = "xla"
+  policy.data.data_dir = str(tmp_path / "elsewhere")
+  assert runs.train_run(policy, tmp_path, "k1_s0") == {"test_bits_per_dim": 3.5}
+
+  for field, value in (("width", 48), ("share", "2")):
+    other = runs.run_config(claims_config.get_config("fashion_sharing"), seed=cfg.seed)
+    if field == "share":
+      other.model.share = value
+    else:
+      other.model.overrides[field] = value
+    with pytest.raises(ValueError, match=f"trained with another config .*{field}"):
+      runs.train_run(other, tmp_path, "k1_s0")
+  other = runs.run_config(claims_config.get_config("fashion_sharing"), seed=cfg.seed)
+  other.optim.lr = 2e-3
+  with pytest.raises(ValueError, match=r"optim\.lr: 0\.001 -> 0\.002"):
+    runs.train_run(other, tmp_path, "k1_s0")
