@@ -207,7 +207,7 @@ def classify_instruction(d: dict[str, Any]) -> str | None:
   heavy = d.get("heavy", [])
   if heavy:
     op, _, window, weight_grad = max(heavy, key=lambda h: h[1])
-    if "bhwi,bhwo->io" in d["op_name"]:  # the custom VJP's 3x3 weight gradient (conv_ops)
+    if "bhwo,bhwi->oi" in d["op_name"] or "bhwi,bhwo->io" in d["op_name"]:  # custom 3x3 dW
       return "conv3x3 weight-grad"
     k3 = op == "convolution" and _prod(window) > 1
     if k3:
