@@ -272,18 +272,32 @@ def top_instructions(
   return [(c, k, v) for (c, k), v in _top(per, n)]
 
 
-def profile_mrflax(spec, *, batch: int, steps: int, conv_backward: str) -> dict[str, Any]:
-  """Profiles the unrolled mrflax train step (see the module docstring)."""
+def profile_mrflax(
+  spec,
+  *,
+  batch: int,
+  steps: int,
+  conv_backward: str,
+  exec_mode: str = "unroll",
+  remat: str = "none",
+) -> dict[str, Any]:
+  """Profiles the mrflax train step (see the module docstring).
+
+  Unrolled (the default), every instruction runs once per step and the HLO FLOPs per class are
+  the step's; with ``exec_mode="scan"`` a loop body's instructions run once per iteration (their
+  events add up to the step's seconds) but the HLO counts the body once, so no FLOPs are given.
+  """
   import jax
   from jax.profiler import ProfileData
 
   from benchmarks.common import hvae_train_step
   from mrflax.nn import ExecPolicy
 
-  b = hvae_train_step(spec, batch=batch, policy=ExecPolicy(conv_backward=conv_backward))
+  policy = ExecPolicy(conv_backward=conv_backward, exec_mode=exec_mode, remat=remat)
+  b = hvae_train_step(spec, batch=batch, policy=policy)
   compiled = b["compiled"]
   instrs = parse_hlo(compiled.as_text())
-  flops = _hlo_flops(instrs)
+  flops = _hlo_flops(instrs) if exec_mode == "unroll" else {}
   jax.block_until_ready(b["step"]())
   wall = []
   for _ in range(steps):
@@ -313,6 +327,8 @@ def profile_mrflax(spec, *, batch: int, steps: int, conv_backward: str) -> dict[
     step_s=round(step_s, 4),
     compile_s=round(b["compile_s"], 1),
     conv_backward=conv_backward,
+    exec_mode=exec_mode,
+    remat=remat,
     thread_busy_s_per_step=round(busy / 1e9 / steps, 4),
     busy_over_wall=round(busy / 1e9 / steps / step_s, 3),
     seconds=_round(seconds),
@@ -441,6 +457,13 @@ def main(argv: list[str] | None = None) -> None:
   ap.add_argument("--steps", type=int, default=2, help="steps timed and profiled per framework")
   ap.add_argument("--conv-backward", default="xla", choices=("xla", "custom"))
   ap.add_argument(
+    "--exec-mode",
+    default="unroll",
+    choices=("unroll", "scan"),
+    help="scan: seconds per class of the scanned step (no FLOPs: the HLO counts a body once)",
+  )
+  ap.add_argument("--remat", default="none", choices=("none", "block", "resolution"))
+  ap.add_argument(
     "--threads",
     type=int,
     default=1,
@@ -471,7 +494,14 @@ def main(argv: list[str] | None = None) -> None:
     pinned_env=pinned["env"],
     matmul_peak_flops_per_s=round(peak),
   )
-  m = profile_mrflax(spec, batch=args.batch, steps=args.steps, conv_backward=args.conv_backward)
+  m = profile_mrflax(
+    spec,
+    batch=args.batch,
+    steps=args.steps,
+    conv_backward=args.conv_backward,
+    exec_mode=args.exec_mode,
+    remat=args.remat,
+  )
   result["mrflax"] = m
   _print_table("mrflax", m["seconds"], m["flops"], m["step_s"])
   for c, k, v in m["other_top"]:
