@@ -89,3 +89,15 @@ def test_profile_mrflax_attributes_the_step():
   assert all(v > 0 for v in r["gflops_per_s"].values())
   assert r["other_top"] and all(len(x) == 3 for x in r["other_top"])
   jax.clear_caches()
+
+
+def test_profile_mrflax_scanned_step_gives_seconds_without_flops():
+  r = ps.profile_mrflax(
+    TINY, batch=2, steps=1, conv_backward="custom", exec_mode="scan", remat="block"
+  )
+  assert (r["exec_mode"], r["remat"]) == ("scan", "block")
+  assert sum(r["seconds"].values()) == pytest.approx(r["step_s"], abs=1e-3)
+  # the loop bodies' convolutions are events too; no FLOPs (a body is counted once in the HLO)
+  assert r["seconds"]["conv3x3 forward"] > 0 and r["seconds"]["conv3x3 weight-grad"] > 0
+  assert r["flops"] == {} and r["gflops_per_s"] == {}
+  jax.clear_caches()
