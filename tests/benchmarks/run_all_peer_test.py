@@ -10,6 +10,7 @@ def test_peer_entries_name_the_clone_and_skip_without_it(tmp_path):
     "pytorch_vdvae_fashion32_rgb",
     "profile_step_cifar10",
     "profile_step_fashion32_rgb",
+    "profile_step_fashion32_rgb_scan",
   }
   for n in names:
     _, extra = run_all._command(n)
