@@ -56,6 +56,8 @@ CLASSES = (
   "other backward",
   "optimizer",
 )
+# mrflax.nn.conv_ops.DW_EINSUM (tested equal): not imported, as JAX must load after pin_threads
+DW_EINSUM = "bhwo,bhwi->oi"
 # PyTorch's convolution_backward gives one row for both 3x3 gradients
 TORCH_CLASSES = (CLASSES[0], "conv3x3 backward", *CLASSES[3:])
 
@@ -207,7 +209,7 @@ def classify_instruction(d: dict[str, Any]) -> str | None:
   heavy = d.get("heavy", [])
   if heavy:
     op, _, window, weight_grad = max(heavy, key=lambda h: h[1])
-    if "bhwo,bhwi->oi" in d["op_name"] or "bhwi,bhwo->io" in d["op_name"]:  # custom 3x3 dW
+    if DW_EINSUM in d["op_name"]:  # the custom VJP's 3x3 weight gradient
       return "conv3x3 weight-grad"
     k3 = op == "convolution" and _prod(window) > 1
     if k3:

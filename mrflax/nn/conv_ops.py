@@ -42,6 +42,9 @@ from jax import lax
 from jaxtyping import Array, Float
 
 _DN = ("NHWC", "HWIO", "NHWC")
+#: The custom VJP's 3x3 weight-gradient product per kernel offset (``dy^T x_shifted``); also
+#: how ``benchmarks/profile_step.py`` recognises it in the HLO's op names.
+DW_EINSUM = "bhwo,bhwi->oi"
 
 
 def _conv(x, w, precision):
@@ -85,16 +88,12 @@ def _bwd(precision, res, dy):
   # the whole fashion32_rgb train step 7.4% slower (benchmarks/README.md).
   dw_t = jnp.stack(
     [
-      jnp.stack(
-        [
-          jnp.einsum("bhwo,bhwi->oi", dy, xp[:, a : a + h, b : b + wd], precision=precision)
-          for b in range(kw)
-        ]
-      )
+      jnp.einsum(DW_EINSUM, dy, xp[:, a : a + h, b : b + wd], precision=precision)
       for a in range(kh)
+      for b in range(kw)
     ]
   )
-  dw = dw_t.transpose(0, 1, 3, 2)
+  dw = dw_t.reshape(kh, kw, *dw_t.shape[1:]).transpose(0, 1, 3, 2)
   return dx.astype(x.dtype), dw.astype(w.dtype)
 
 

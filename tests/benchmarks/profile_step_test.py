@@ -7,7 +7,7 @@ import pytest
 
 from benchmarks import profile_step as ps
 from benchmarks.common import hvae_train_step
-from mrflax.nn import ExecPolicy, get_preset
+from mrflax.nn import ExecPolicy, conv_ops, get_preset
 
 # the tests' tiny8 preset in RGB with the DMoL, so that every operation class appears
 TINY = dataclasses.replace(get_preset("tiny8"), image_channels=3, likelihood="dmol", num_mixtures=2)
@@ -35,9 +35,13 @@ def test_flops_per_class_are_consistent(tiny_hlo):
 
 
 def test_classes_cover_likelihood_kl_and_optimizer(tiny_hlo):
-  _, instrs = tiny_hlo
+  vjp, instrs = tiny_hlo
   seen = {ps.classify_instruction(d) for d in instrs.values() if instrs}
   assert {"likelihood forward", "KL forward", "optimizer", "other backward"} <= seen
+  # the custom VJP's weight-gradient products are found by their einsum in the op names
+  assert ps.DW_EINSUM == conv_ops.DW_EINSUM
+  if vjp == "custom":
+    assert any(conv_ops.DW_EINSUM in d["op_name"] for d in instrs.values())
   assert seen - {None} <= set(ps.CLASSES)
 
 
