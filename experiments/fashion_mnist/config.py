@@ -18,8 +18,11 @@ last 5,000; the 10,000 test images are read once, by the final evaluation.
 
 ``:cpu``: 2,400 steps at batch 32 (1.4 epochs), AdamW lr 1e-3 (200 warm-up steps, cosine decay),
 EMA 0.995, scanned decoder with per-block remat (since 2026-12-07; before, no remat).
-Hardware: a 2-core x86_64 CPU, ~1.45 s per step when idle without remat, about 65-70 minutes in
-all. Expected, as measured (2026-12-06, seed 0, unshared, on the same CPU
+Hardware: a 2-core x86_64 CPU. Wall time, measured on an idle machine (2026-12-07, the fully
+shared run of the study, whose step costs what the unshared one does: sharing saves parameters,
+not compute): 0.71 steps/s with block remat, 54 minutes of steps, 59 minutes in all with the 8
+validations and the test evaluation (unshared without remat: ~1.45 s per step, 65-70 minutes).
+Expected, as measured (2026-12-06, seed 0, unshared, on the same CPU
 shared with other jobs: 100 minutes at 0.40 steps/s): test negative ELBO of the EMA model
 3.394 bits/dim (distortion 2.164 + rate 0.189 nats/dim), IW bound (K = 64, first 500 test
 images) 3.337, no skipped updates; experiments/README.md, section "Fashion-MNIST". The sharing study
@@ -33,7 +36,7 @@ from experiments.hvae.base import apply_variant, base
 
 
 def cpu(c):
-  """The CPU-sized run (about 65 minutes on 2 cores); see the module docstring."""
+  """The CPU-sized run (about 60 minutes on 2 cores); see the module docstring."""
   c.data.train_split = "train[:55000]"
   c.data.valid_split = "train[55000:]"
   c.model.exec_mode = "scan"
